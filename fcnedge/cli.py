@@ -1,0 +1,83 @@
+"""The `fcnedge` command: one subcommand per job, each a thin layer over the library.
+
+Exit codes (the contract in docs/cli.md): 0 success, 2 bad arguments or input (one line naming
+the file or flag), 1 any other failure (one line; the traceback with --verbose).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+
+from fcnedge import __version__
+from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.fileio import write_json_atomic
+
+
+def _subcommand_modules():
+    # Each part registers its own subcommands; none of these imports TensorFlow at import time.
+    from fcnedge.train import cli as train_cli
+
+    return [train_cli]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fcnedge", description="Train, quantize, run and benchmark FCN street-scene "
+        "segmentation for edge devices.")
+    parser.add_argument("--version", action="version", version=f"fcnedge {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in _subcommand_modules():
+        module.add_parsers(subparsers)
+    return parser
+
+
+def add_common(parser: argparse.ArgumentParser, json_result: bool = True) -> None:
+    """Flags every subcommand has."""
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="more logging, and a traceback on failure")
+    if json_result:
+        parser.add_argument("--json", metavar="PATH", help="also write the result as JSON here")
+
+
+def main(argv: list[str] | None = None) -> int:
+    # TensorFlow's C++ start-up chatter hides our one-line messages; users can still set it.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(message)s", stream=sys.stderr)
+    name = " ".join(part for part in (args.command, getattr(args, "action", None)) if part)
+    try:
+        result = args.handler(args)
+        if getattr(args, "json", None) and result is not None:
+            write_json_atomic(args.json, result)
+        return 0
+    except InputError as err:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"fcnedge {name}: error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] not in ("tensorflow", "tf_keras", "matplotlib",
+                                                   "tensorflow_model_optimization"):
+            raise
+        print(f"fcnedge {name}: failed: this needs the training extra ({err.name} is not "
+              "installed): pip install 'fcnedge[train]'", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"fcnedge {name}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # the last line of defence: one line, exit 1
+        if args.verbose:
+            traceback.print_exc()
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"fcnedge {name}: failed: {message} (run with --verbose for details)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

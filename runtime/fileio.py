@@ -1,0 +1,64 @@
+"""Atomic file writes, so an interrupted write never leaves a half-written file behind."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary path beside `path`; on success it is renamed over `path`.
+
+    The rename is atomic on POSIX, so readers see either the old file or the complete new one.
+    On an exception (or a kill) the temporary file is removed or left with a `.tmp` suffix that
+    no reader looks at.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # The temporary keeps the target's suffix: some writers (Keras, OpenCV) pick the format by it.
+    suffixes = "".join(target.suffixes)  # all of them: Keras reads '.weights.h5' as a format
+    stem = target.name[: len(target.name) - len(suffixes)] if suffixes else target.name
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffixes}",
+                                    dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Writes `data` to `path` atomically and returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Writes `text` (UTF-8) to `path` atomically and returns the path."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    """Writes `obj` as indented JSON to `path` atomically and returns the path."""
+    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_image_atomic(path: str | os.PathLike, image) -> Path:
+    """Encodes `image` with OpenCV by the path's extension and writes it atomically."""
+    import cv2
+
+    suffix = Path(path).suffix or ".png"
+    ok, encoded = cv2.imencode(suffix, image)
+    if not ok:
+        raise OSError(f"{path}: OpenCV could not encode a {suffix} image of shape {image.shape}")
+    return write_bytes_atomic(path, encoded.tobytes())

@@ -1,0 +1,103 @@
+"""The command line: exit codes and one-line messages (the contract in docs/cli.md)."""
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from fcnedge.cli import main
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_synth_writes_a_dataset_and_json(tmp_path, capsys):
+    code, _, _ = run_cli(capsys, "data", "synth", "--dest", str(tmp_path / "d"), "--num", "4",
+                         "--size", "64x96", "--json", str(tmp_path / "r.json"))
+    assert code == 0
+    assert json.loads((tmp_path / "r.json").read_text())["train"] == 4
+    assert len(list((tmp_path / "d" / "train").iterdir())) == 4
+    assert len(list((tmp_path / "d" / "valannot").iterdir())) == 1
+
+
+def test_camvid_download_offline_is_exit_1_with_one_line(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "data", "camvid", "--dest", str(tmp_path / "c"),
+                           "--url", "http://127.0.0.1:9/camvid.zip", "--timeout", "5")
+    assert code == 1
+    assert err.count("\n") == 1 and "could not download CamVid" in err and "--data" in err
+
+
+@pytest.fixture
+def broken_data(tmp_path):
+    from fcnedge.train.synth import write_synth_dataset
+
+    return write_synth_dataset(tmp_path / "data", 2, 1, (64, 96), seed=0)
+
+
+def break_label(root):
+    mask_path = sorted((root / "trainannot").iterdir())[0]
+    mask = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
+    mask[0, 0] = 40
+    cv2.imwrite(str(mask_path), mask)
+    return mask_path
+
+
+@pytest.mark.parametrize("case", ["missing-data", "bad-size", "bad-label", "empty-split",
+                                  "orphan-image"])
+def test_train_bad_input_is_exit_2_with_one_line(case, broken_data, tmp_path, capsys):
+    data, size, expect = broken_data, "64x96", None
+    if case == "missing-data":
+        data, expect = tmp_path / "nothing", "dataset folder not found"
+    elif case == "bad-size":
+        size, expect = "65x96", "65x96, expected both sides to be multiples of 32"
+    elif case == "bad-label":
+        expect = f"{break_label(broken_data).name}: label id 40 is outside 0..11"
+    elif case == "empty-split":
+        for folder in ("val", "valannot"):
+            for item in (broken_data / folder).iterdir():
+                item.unlink()
+        expect = "split 'val' is empty"
+    elif case == "orphan-image":
+        victim = sorted((broken_data / "valannot").iterdir())[0]
+        victim.unlink()
+        expect = f"{victim.name}: image has no mask"
+    code, _, err = run_cli(capsys, "train", "--data", str(data), "--out", str(tmp_path / "run"),
+                           "--input-size", size, "--epochs", "1", "--quiet")
+    assert code == 2, err
+    assert err.count("\n") == 1 and expect in err and "Traceback" not in err
+
+
+def test_eval_bad_model_path(tmp_path, broken_data, capsys):
+    code, _, err = run_cli(capsys, "eval", "--model", str(tmp_path / "nope"), "--data",
+                           str(broken_data))
+    assert code == 2 and "nope: not found" in err
+
+
+def test_train_then_eval_writes_scores_and_confusion_png(broken_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--data", str(broken_data), "--out", str(run),
+                           "--input-size", "64x96", "--epochs", "1", "--quiet")
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "eval", "--model", str(run), "--data", str(broken_data),
+                             "--json", str(tmp_path / "eval.json"))
+    assert code == 0, err
+    assert "| **mIoU** |" in out and "| Pedestrian |" in out
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert set(result["per_class_iou"]) == {"Sky", "Building", "Pole", "Road", "Pavement", "Tree",
+                                            "SignSymbol", "Fence", "Car", "Pedestrian",
+                                            "Bicyclist"}
+    png = cv2.imread(str(run / "eval-val" / "confusion.png"))
+    assert png is not None and png.shape[0] > 200
+    assert np.asarray(result["confusion_matrix"]).shape == (11, 11)
+
+
+def test_console_script_is_installed():
+    completed = subprocess.run([sys.executable, "-m", "fcnedge", "--help"], capture_output=True,
+                               text=True, check=True)
+    for command in ("data", "train", "eval"):
+        assert command in completed.stdout

@@ -1,0 +1,42 @@
+"""IoU, mIoU and pixel accuracy on tiny hand-made masks with known answers."""
+import numpy as np
+import pytest
+
+from fcnedge.runtime.metrics import confusion_matrix, scores_from_confusion
+
+
+def test_confusion_counts_pairs_and_ignores_void():
+    truth = np.array([[0, 0, 1], [1, 2, 3]])       # 3 = void when void_id=3, num_classes=3
+    pred = np.array([[0, 1, 1], [1, 2, 0]])
+    cm = confusion_matrix(truth, pred, num_classes=3, void_id=3)
+    assert cm.tolist() == [[1, 1, 0], [0, 2, 0], [0, 0, 1]]
+
+
+def test_iou_known_values():
+    # class 0: TP 1, FP 0, FN 1 -> 1/2; class 1: TP 2, FP 1, FN 0 -> 2/3; class 2: 1/1
+    truth = np.array([0, 0, 1, 1, 2, 3])
+    pred = np.array([0, 1, 1, 1, 2, 2])
+    scores = scores_from_confusion(confusion_matrix(truth, pred, 3, void_id=3), ["a", "b", "c"])
+    assert scores.per_class_iou == pytest.approx((0.5, 2 / 3, 1.0))
+    assert scores.mean_iou == pytest.approx((0.5 + 2 / 3 + 1.0) / 3)
+    assert scores.pixel_accuracy == pytest.approx(4 / 5)   # the void pixel is not counted
+
+
+def test_absent_class_is_nan_and_left_out_of_the_mean():
+    truth = np.array([0, 0, 1])
+    pred = np.array([0, 0, 1])
+    scores = scores_from_confusion(confusion_matrix(truth, pred, 3), ["a", "b", "c"])
+    assert np.isnan(scores.per_class_iou[2])
+    assert scores.mean_iou == pytest.approx(1.0)
+    assert scores.to_dict()["per_class_iou"]["c"] is None
+
+
+def test_prediction_out_of_range_is_an_error():
+    with pytest.raises(ValueError, match="0..2"):
+        confusion_matrix(np.array([0, 1]), np.array([0, 5]), 3)
+
+
+def test_all_void_gives_nan_scores():
+    scores = scores_from_confusion(confusion_matrix(np.full(4, 11), np.zeros(4), 11, 11),
+                                   [str(i) for i in range(11)])
+    assert np.isnan(scores.mean_iou) and np.isnan(scores.pixel_accuracy)

@@ -1,0 +1,199 @@
+"""Subcommands `data`, `train` and `eval`; each handler imports TensorFlow only when it runs."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.preprocess import parse_size
+
+log = logging.getLogger("fcnedge")
+DEFAULT_INPUT_SIZE = {"vgg16": "224x224", "mobilenetv2": "352x480"}
+
+
+def _progress_printer(what: str):
+    """A one-line progress counter on stderr (only redrawn on a terminal)."""
+    interactive = sys.stderr.isatty()
+
+    def progress(done: int, total: int):
+        if interactive:
+            end = "\n" if done >= total else ""
+            print(f"\r{what}: {done}/{total or '?'}", end=end, file=sys.stderr, flush=True)
+        elif done >= total:
+            print(f"{what}: {done}/{total}", file=sys.stderr)
+
+    return progress
+
+
+def add_parsers(subparsers) -> None:
+    from fcnedge.cli import add_common
+
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+
+    data = subparsers.add_parser("data", help="get or make datasets")
+    data_sub = data.add_subparsers(dest="action", metavar="ACTION", required=True)
+    camvid = data_sub.add_parser("camvid", formatter_class=defaults,
+                                 help="download CamVid (SegNet layout) and verify it")
+    camvid.add_argument("--dest", required=True, help="folder to create")
+    camvid.add_argument("--url", default=None, help="archive URL (a mirror); default: the "
+                        "SegNet tutorial's GitHub archive")
+    camvid.add_argument("--sha256", default=None, help="expected SHA-256 of the archive")
+    camvid.add_argument("--timeout", type=float, default=30.0, help="network timeout, seconds")
+    add_common(camvid)
+    camvid.set_defaults(handler=run_data_camvid)
+
+    synth = data_sub.add_parser("synth", formatter_class=defaults,
+                                help="write a synthetic street-scene dataset (SegNet layout)")
+    synth.add_argument("--dest", required=True, help="folder to write")
+    synth.add_argument("--num", type=int, default=64, help="training images")
+    synth.add_argument("--num-val", type=int, default=None, help="validation images "
+                       "(default: a quarter of --num)")
+    synth.add_argument("--size", default="360x480", help="image size HxW")
+    synth.add_argument("--seed", type=int, default=0, help="random seed")
+    add_common(synth)
+    synth.set_defaults(handler=run_data_synth)
+
+    train = subparsers.add_parser("train", formatter_class=defaults,
+                                  help="train an FCN; writes a run folder")
+    train.add_argument("--data", required=True, help="dataset folder (SegNet layout or "
+                       "SPLIT/images + SPLIT/masks)")
+    train.add_argument("--out", required=True, help="run folder to write")
+    train.add_argument("--arch", default="fcn8s",
+                       choices=["fcn32s", "fcn16s", "fcn8s", "fcn4s", "fcn2s"])
+    train.add_argument("--backbone", default="mobilenetv2", choices=["vgg16", "mobilenetv2"])
+    train.add_argument("--alpha", type=float, default=0.35, help="MobileNetV2 width multiplier")
+    train.add_argument("--input-size", default=None,
+                       help="HxW, multiples of 32 (default 224x224 for vgg16, 352x480 for "
+                       "mobilenetv2)")
+    train.add_argument("--decoder", default="bilinear", choices=["bilinear", "transpose"],
+                       help="upsampling: fixed bilinear resize, or learned transposed "
+                       "convolutions as in the paper")
+    train.add_argument("--fc-units", type=int, default=None,
+                       help="width of the fc6/fc7 head (default 4096 for vgg16, 0 for "
+                       "mobilenetv2)")
+    train.add_argument("--bn-momentum", type=float, default=0.9,
+                       help="BatchNorm momentum of MobileNetV2 (Keras' 0.999 breaks short "
+                       "from-scratch runs)")
+    train.add_argument("--dropout", type=float, default=0.1)
+    train.add_argument("--epochs", type=int, default=40)
+    train.add_argument("--batch-size", type=int, default=8, help="per replica")
+    train.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
+    train.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    train.add_argument("--weight-decay", type=float, default=1e-4)
+    train.add_argument("--schedule", default="cosine", choices=["cosine", "poly", "constant"])
+    train.add_argument("--warmup-epochs", type=float, default=1.0)
+    train.add_argument("--class-weights", default="median-freq", choices=["none", "median-freq"])
+    train.add_argument("--backbone-weights", default="none",
+                       help="'none' (from scratch), 'imagenet' (downloads), or a weights file")
+    train.add_argument("--strategy", default="default",
+                       choices=["default", "mirrored", "multi-worker"],
+                       help="tf.distribute strategy; multi-worker reads TF_CONFIG")
+    train.add_argument("--scale-min", type=float, default=0.75, help="random scale range")
+    train.add_argument("--scale-max", type=float, default=1.5)
+    train.add_argument("--no-augment", action="store_true", help="train on unaugmented images")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--val-every", type=int, default=1, help="score val every N epochs")
+    train.add_argument("--limit-train", type=int, default=None, help="use the first N images")
+    train.add_argument("--limit-val", type=int, default=None, help="use the first N images")
+    train.add_argument("--threads", type=int, default=None,
+                       help="TensorFlow CPU threads (default: all cores)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--overwrite", action="store_true", help="replace a run in --out")
+    train.add_argument("--quiet", action="store_true", help="no per-step progress bar")
+    add_common(train)
+    train.set_defaults(handler=run_train)
+
+    evaluate = subparsers.add_parser("eval", formatter_class=defaults,
+                                     help="mIoU, per-class IoU, pixel accuracy, confusion PNG")
+    evaluate.add_argument("--model", required=True, help="run folder or .h5 weights in one")
+    evaluate.add_argument("--data", required=True, help="dataset folder")
+    evaluate.add_argument("--split", default="val", help="train, val or test")
+    evaluate.add_argument("--limit", type=int, default=None, help="first N images only")
+    evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--out", default=None, help="folder for confusion.png and scores "
+                          "(default: eval-SPLIT beside the model)")
+    add_common(evaluate)
+    evaluate.set_defaults(handler=run_eval)
+
+
+def run_data_camvid(args) -> dict:
+    from fcnedge.train.download import DEFAULT_URL, download_camvid
+
+    return download_camvid(args.dest, url=args.url or DEFAULT_URL, sha256=args.sha256,
+                           timeout=args.timeout, progress=_progress_printer("download bytes"))
+
+
+def run_data_synth(args) -> dict:
+    from fcnedge.train.synth import write_synth_dataset
+
+    size = parse_size(args.size, name="--size")
+    num_val = args.num_val if args.num_val is not None else max(1, args.num // 4)
+    dest = write_synth_dataset(args.dest, args.num, num_val, size, args.seed,
+                               progress=_progress_printer("scenes"))
+    log.info("wrote %d train and %d val scenes to %s", args.num, num_val, dest)
+    return {"dest": str(dest), "train": args.num, "val": num_val, "size": list(size)}
+
+
+def run_train(args) -> dict:
+    from fcnedge.train.models import ModelConfig, default_fc_units
+    from fcnedge.train.pipeline import AugmentConfig
+    from fcnedge.train.trainer import TrainConfig, train
+
+    input_hw = parse_size(args.input_size or DEFAULT_INPUT_SIZE[args.backbone])
+    model = ModelConfig(arch=args.arch, backbone=args.backbone, input_hw=input_hw,
+                        alpha=args.alpha, decoder=args.decoder,
+                        fc_units=default_fc_units(args.backbone) if args.fc_units is None
+                        else args.fc_units, bn_momentum=args.bn_momentum, dropout=args.dropout)
+    if args.scale_min <= 0 or args.scale_max < args.scale_min:
+        raise InputError(f"--scale-min/--scale-max: got {args.scale_min}..{args.scale_max}, "
+                         "expected 0 < min <= max")
+    config = TrainConfig(
+        data=args.data, out=args.out, model=model, epochs=args.epochs,
+        batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.lr,
+        weight_decay=args.weight_decay, schedule=args.schedule,
+        warmup_epochs=args.warmup_epochs, class_weights=args.class_weights,
+        backbone_weights=args.backbone_weights, strategy=args.strategy,
+        augment=AugmentConfig(scale_min=args.scale_min, scale_max=args.scale_max,
+                              enabled=not args.no_augment),
+        seed=args.seed, val_every=args.val_every, limit_train=args.limit_train,
+        limit_val=args.limit_val, threads=args.threads)
+    result = train(config, resume=args.resume, overwrite=args.overwrite,
+                   verbose=2 if args.quiet else 1)
+    log.info("best val mIoU %.2f%% at epoch %d; run in %s", result.best_miou, result.best_epoch,
+             result.run_dir)
+    return {"run_dir": str(result.run_dir), "best_epoch": result.best_epoch,
+            "best_val_miou": result.best_miou, "epochs": len(result.history)}
+
+
+def run_eval(args) -> dict:
+    from fcnedge.train.data import find_pairs, load_split
+    from fcnedge.train.evaluate import (evaluate_predictor, format_scores_table,
+                                        keras_predictor, plot_confusion)
+    from fcnedge.runtime.fileio import write_json_atomic, write_text_atomic
+    from fcnedge.train.trainer import load_trained_model
+
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size: got {args.batch_size}, expected a positive integer")
+    model_path = Path(args.model)
+    if not model_path.exists():
+        raise InputError(f"--model {model_path}: not found")
+    model, config, labels, _ = load_trained_model(model_path)
+    pairs = find_pairs(args.data, args.split, args.limit)
+    arrays = load_split(pairs, config.input_hw, labels)
+    scores = evaluate_predictor(keras_predictor(model), arrays.images, arrays.full_masks, labels,
+                                batch_size=args.batch_size,
+                                progress=_progress_printer("images"))
+    run_dir = model_path if model_path.is_dir() else model_path.parent
+    out = Path(args.out) if args.out else run_dir / f"eval-{args.split}"
+    title = f"{config.name} on {args.split} ({len(pairs)} images)"
+    table = format_scores_table(scores, title)
+    print(table)
+    result = {"model": str(model_path), "split": args.split, "images": len(pairs),
+              **scores.to_dict(), "confusion_matrix": scores.confusion.tolist()}
+    write_text_atomic(out / "scores.md", table)
+    write_json_atomic(out / "scores.json", result)
+    plot_confusion(scores, out / "confusion.png", title)
+    log.info("wrote %s", out / "confusion.png")
+    return result

@@ -1,0 +1,94 @@
+"""Evaluation: one scoring loop for any predictor (Keras here, TFLite in the converter).
+
+A predictor maps a batch of RGB uint8 input images (N, H, W, 3) to label maps (N, H, W).
+Predictions are resized to each mask's own resolution before scoring, as the papers do.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from fcnedge.runtime.labels import LabelSet
+from fcnedge.runtime.metrics import (SegmentationScores, confusion_matrix,
+                                     scores_from_confusion)
+from fcnedge.runtime.preprocess import resize_labels
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+def evaluate_predictor(predict: Predictor, images: np.ndarray, full_masks: Sequence[np.ndarray],
+                       labels: LabelSet, batch_size: int = 8,
+                       progress: Callable[[int, int], None] | None = None) -> SegmentationScores:
+    """Scores `predict` on a decoded split (images at input size, masks at their own size)."""
+    num_classes = labels.num_classes
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    for start in range(0, len(images), batch_size):
+        predicted = predict(images[start:start + batch_size])
+        for offset, label_map in enumerate(predicted):
+            truth = full_masks[start + offset]
+            confusion += confusion_matrix(truth, resize_labels(label_map, truth.shape[:2]),
+                                          num_classes, labels.void_id)
+        if progress:
+            progress(min(start + batch_size, len(images)), len(images))
+    return scores_from_confusion(confusion, labels.class_names)
+
+
+def keras_predictor(model) -> Predictor:
+    """Argmax of a Keras model's logits, run in graph mode for speed."""
+    from fcnedge.train.tfcompat import tf
+
+    @tf.function(reduce_retracing=True)
+    def infer(batch):
+        return tf.argmax(model(batch, training=False), axis=-1, output_type=tf.int32)
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        return infer(tf.convert_to_tensor(images, tf.float32)).numpy().astype(np.uint8)
+
+    return predict
+
+
+def format_scores_table(scores: SegmentationScores, title: str = "") -> str:
+    """A markdown table of per-class IoU, mIoU and pixel accuracy (percent)."""
+    lines = [f"### {title}" if title else "", "| class | IoU % |", "|---|---:|"]
+    for name, iou in zip(scores.class_names, scores.per_class_iou):
+        lines.append(f"| {name} | {'n/a' if np.isnan(iou) else f'{100 * iou:.1f}'} |")
+    lines.append(f"| **mIoU** | **{100 * scores.mean_iou:.1f}** |")
+    lines.append(f"| pixel accuracy | {100 * scores.pixel_accuracy:.1f} |")
+    return "\n".join(line for line in lines if line is not None).strip() + "\n"
+
+
+def plot_confusion(scores: SegmentationScores, path: str | os.PathLike, title: str = "") -> Path:
+    """Writes a row-normalised confusion matrix (recall per true class) as a PNG, atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fcnedge.runtime.fileio import write_bytes_atomic
+
+    confusion = scores.confusion.astype(np.float64)
+    rows = confusion.sum(axis=1, keepdims=True)
+    normalised = np.divide(confusion, rows, out=np.zeros_like(confusion), where=rows > 0)
+    names = scores.class_names
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(names), 0.8 + 0.55 * len(names)), dpi=110)
+    ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            value = normalised[i, j]
+            if value >= 0.005:
+                ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize=7,
+                        color="white" if value > 0.5 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or f"mIoU {100 * scores.mean_iou:.1f}%  (row-normalised %)", fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return write_bytes_atomic(path, buffer.getvalue())

@@ -1,0 +1,256 @@
+"""FCN-32s/16s/8s/4s/2s (Long et al.) on VGG16 or MobileNetV2, built from a skip-layer table.
+
+Every model takes RGB pixels in 0..255 (normalisation is a layer inside the graph) at a fixed
+size divisible by 32, and returns logits at the input size: no softmax, since argmax needs none
+and an int8 softmax over HxWxC would cost more than the int8 body saves.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.preprocess import check_divisible
+from fcnedge.train.tfcompat import keras, tf
+
+# Skip layers per backbone, by output stride. Names are Keras Applications' own, so they are
+# deterministic and ImageNet weights load by name.
+SKIP_LAYERS = {
+    "vgg16": {32: "block5_pool", 16: "block4_pool", 8: "block3_pool", 4: "block2_pool",
+              2: "block1_pool"},
+    # The expansion outputs are wider than the block outputs, so skips carry more detail.
+    "mobilenetv2": {32: "out_relu", 16: "block_13_expand_relu", 8: "block_6_expand_relu",
+                    4: "block_3_expand_relu", 2: "block_1_expand_relu"},
+}
+# The strides each head fuses, coarse to fine; the finest one is upsampled to the input.
+ARCH_STRIDES = {
+    "fcn32s": (32,),
+    "fcn16s": (32, 16),
+    "fcn8s": (32, 16, 8),
+    "fcn4s": (32, 16, 8, 4),
+    "fcn2s": (32, 16, 8, 4, 2),
+}
+DECODERS = ("transpose", "bilinear")
+MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that defines the graph; stored in a run's `run.json` to rebuild it exactly.
+
+    fc_units: width of the fc6/fc7 convolutions of the paper's head (VGG16: 4096; 0 scores the
+      backbone output directly, the light choice for MobileNetV2).
+    decoder: 'transpose' learns the 2x upsamplings as in the paper (final one fixed bilinear);
+      'bilinear' resizes instead (RESIZE_BILINEAR in TFLite).
+    bn_momentum: BatchNorm moving-average momentum for MobileNetV2. Keras' 0.999 leaves the
+      moving statistics near their initial values after a few hundred from-scratch steps, so
+      eval-mode output is garbage while training loss falls; 0.9 tracks them.
+    """
+
+    arch: str = "fcn8s"
+    backbone: str = "mobilenetv2"
+    num_classes: int = 11
+    input_hw: tuple[int, int] = (352, 480)
+    alpha: float = 0.35
+    fc_units: int = 0
+    decoder: str = "bilinear"
+    bn_momentum: float = 0.9
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        if self.arch not in ARCH_STRIDES:
+            raise InputError(f"--arch: got {self.arch!r}, expected one of {', '.join(ARCH_STRIDES)}")
+        if self.backbone not in SKIP_LAYERS:
+            raise InputError(f"--backbone: got {self.backbone!r}, expected one of "
+                             f"{', '.join(SKIP_LAYERS)}")
+        if self.decoder not in DECODERS:
+            raise InputError(f"--decoder: got {self.decoder!r}, expected one of "
+                             f"{', '.join(DECODERS)}")
+        check_divisible(self.input_hw, 32)
+        if not 0 < self.alpha <= 1.4:
+            raise InputError(f"--alpha: got {self.alpha}, expected a width in (0, 1.4]")
+        if self.num_classes < 2:
+            raise InputError(f"num_classes: got {self.num_classes}, expected at least 2")
+        if not 0.0 <= self.bn_momentum < 1.0:
+            raise InputError(f"--bn-momentum: got {self.bn_momentum}, expected 0 <= m < 1")
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}_{self.backbone}"
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["input_hw"] = list(self.input_hw)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        fields["input_hw"] = tuple(fields.get("input_hw", (352, 480)))
+        return cls(**fields)
+
+
+def default_fc_units(backbone: str) -> int:
+    """The paper's 4096-wide fc6/fc7 for VGG16; none for the light backbone."""
+    return 4096 if backbone == "vgg16" else 0
+
+
+def _bilinear_kernel(factor: int, channels: int) -> np.ndarray:
+    """A transposed-convolution kernel that performs bilinear upsampling per channel."""
+    size = 2 * factor
+    center = factor - 0.5
+    grid = np.arange(size)
+    weights_1d = 1 - np.abs(grid - center) / factor
+    kernel_2d = np.outer(weights_1d, weights_1d)
+    kernel = np.zeros((size, size, channels, channels), np.float32)
+    for c in range(channels):
+        kernel[:, :, c, c] = kernel_2d
+    return kernel
+
+
+def _upsample(x, factor: int, config: ModelConfig, name: str, trainable: bool = True):
+    if config.decoder == "bilinear":
+        return keras.layers.UpSampling2D(factor, interpolation="bilinear", name=name)(x)
+    layer = keras.layers.Conv2DTranspose(
+        config.num_classes, 2 * factor, strides=factor, padding="same", use_bias=False,
+        kernel_initializer=keras.initializers.Constant(
+            _bilinear_kernel(factor, config.num_classes)),
+        trainable=trainable, name=name)
+    return layer(x)
+
+
+def _backbone(config: ModelConfig, inputs, weights: str | None):
+    """Builds the backbone on top of the normalisation layer, flat in one graph.
+
+    A nested backbone model would be simpler to wire, but tfmot cannot quantize a model inside a
+    model, so the Keras Applications layers are attached to our own input tensor instead.
+    """
+    height, width = config.input_hw
+    if config.backbone == "vgg16":
+        # Caffe-style mean subtraction, as VGG16's ImageNet weights expect. Rescaling, unlike
+        # Normalization, holds no weights, so ImageNet weights still load layer by layer.
+        x = keras.layers.Rescaling(1.0, offset=[-123.68, -116.779, -103.939],
+                                   name="normalize")(inputs)
+        return keras.applications.VGG16(include_top=False, weights=weights, input_tensor=x,
+                                        input_shape=(height, width, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="normalize")(inputs)
+    model = keras.applications.MobileNetV2(include_top=False, weights=weights, alpha=config.alpha,
+                                           input_tensor=x, input_shape=(height, width, 3))
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = config.bn_momentum
+    return model
+
+
+def build_fcn(config: ModelConfig, backbone_weights: str | None = None):
+    """Builds an FCN as a Keras (tf_keras) functional model.
+
+    Args:
+      config: the graph definition.
+      backbone_weights: None/'none' (from scratch), 'imagenet' (Keras' own downloader; offline
+        this fails with a clear error), or a path to a backbone weights file.
+
+    Raises:
+      InputError: a bad option or weights path.
+      RuntimeError: ImageNet weights could not be downloaded.
+    """
+    weights_arg = None
+    weights_path = None
+    if backbone_weights in (None, "none"):
+        pass
+    elif backbone_weights == "imagenet":
+        if config.backbone == "mobilenetv2" and config.alpha not in MOBILENET_ALPHAS:
+            raise InputError(f"--alpha {config.alpha}: ImageNet MobileNetV2 weights exist only "
+                             f"for alpha in {MOBILENET_ALPHAS}")
+        weights_arg = "imagenet"
+    else:
+        weights_path = Path(backbone_weights)
+        if not weights_path.is_file():
+            raise InputError(f"--backbone-weights {weights_path}: file not found (expected "
+                             "'none', 'imagenet' or a weights file)")
+
+    inputs = keras.Input(shape=(*config.input_hw, 3), batch_size=None, name="image")
+    try:
+        backbone = _backbone(config, inputs, weights_arg)
+    except Exception as err:  # Keras raises plain Exception on a failed fetch
+        if weights_arg == "imagenet" and ("fetch" in str(err).lower() or "url" in str(err).lower()
+                                          or isinstance(err, OSError)):
+            raise RuntimeError(f"--backbone-weights imagenet: could not download the ImageNet "
+                               f"{config.backbone} weights ({err}); this needs internet, or "
+                               "pass a local weights file or 'none'") from err
+        raise
+    if weights_path is not None:
+        try:
+            backbone.load_weights(str(weights_path))
+        except Exception as err:
+            raise InputError(f"--backbone-weights {weights_path}: not a {config.backbone} "
+                             f"weights file ({err})") from err
+    if weights_arg == "imagenet" and config.backbone == "vgg16":
+        # ImageNet VGG16 was trained on BGR input; our models take RGB, so flip the first kernel.
+        first = backbone.get_layer("block1_conv1")
+        kernel, bias = first.get_weights()
+        first.set_weights([kernel[:, :, ::-1, :], bias])
+
+    wanted = SKIP_LAYERS[config.backbone]
+    strides = ARCH_STRIDES[config.arch]
+    features = [backbone.get_layer(wanted[s]).output for s in strides]
+    x = features[0]
+    if config.fc_units:
+        x = keras.layers.Conv2D(config.fc_units, 7, padding="same", activation="relu",
+                                name="fc6")(x)
+        x = keras.layers.Dropout(config.dropout, name="drop6")(x)
+        x = keras.layers.Conv2D(config.fc_units, 1, activation="relu", name="fc7")(x)
+        x = keras.layers.Dropout(config.dropout, name="drop7")(x)
+    elif config.dropout:
+        x = keras.layers.Dropout(config.dropout, name="drop_features")(x)
+    x = keras.layers.Conv2D(config.num_classes, 1, name=f"{config.arch}_score_fr")(x)
+    for stride, skip in zip(strides[1:], features[1:]):
+        x = _upsample(x, 2, config, f"{config.arch}_upscore_to{stride}")
+        # Zero-initialised, as in the paper: the fused net starts as the coarser one.
+        score = keras.layers.Conv2D(config.num_classes, 1, kernel_initializer="zeros",
+                                    name=f"{config.arch}_score_pool{stride}")(skip)
+        x = keras.layers.Add(name=f"{config.arch}_fuse_pool{stride}")([x, score])
+    x = _upsample(x, strides[-1], config, f"{config.arch}_upscore_final", trainable=False)
+    logits = keras.layers.Activation("linear", dtype="float32", name="logits")(x)
+    return keras.Model(inputs, logits, name=config.name)
+
+
+def count_flops(model) -> int:
+    """Multiply-accumulates x2 of one forward pass at batch 1, from TensorFlow's profiler."""
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2_as_graph)
+
+    spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32)
+    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    _, graph_def = convert_variables_to_constants_v2_as_graph(concrete)
+    with tf.Graph().as_default() as graph:
+        tf.graph_util.import_graph_def(graph_def, name="")
+        options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+        options["output"] = "none"
+        info = tf.compat.v1.profiler.profile(graph=graph, options=options)
+    return int(info.total_float_ops)
+
+
+def save_model_config(path: str | os.PathLike, config: ModelConfig, extra: dict | None = None):
+    """Writes the JSON a model is rebuilt from (atomically)."""
+    from fcnedge.runtime.fileio import write_json_atomic
+
+    write_json_atomic(path, {"model": config.to_dict(), **(extra or {})})
+
+
+def with_input_size(config: ModelConfig, input_hw: tuple[int, int]) -> ModelConfig:
+    """The same graph at another input size (FCN weights are size-independent)."""
+    return replace(config, input_hw=tuple(input_hw))
+
+
+def read_json(path: str | os.PathLike, what: str) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise InputError(f"{path}: {what} not found") from err
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: not a readable {what} ({err})") from err

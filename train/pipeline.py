@@ -1,0 +1,80 @@
+"""tf.data input pipeline: in-memory decoded split, shuffle, joint augmentation, batch, prefetch.
+
+Augmentation (random scale-crop, horizontal flip, photometric jitter) is applied to image and
+mask together; the mask is resized nearest and padded with void so no label is invented.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fcnedge.train.tfcompat import tf
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Random scale range (1 = the input size), flip, and photometric jitter strengths."""
+
+    scale_min: float = 0.75
+    scale_max: float = 1.5
+    flip: bool = True
+    brightness: float = 0.15   # fraction of full range
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.03
+    enabled: bool = True
+
+
+def augment_pair(image, mask, input_hw: tuple[int, int], config: AugmentConfig, void_id: int):
+    """Augments one (uint8 HxWx3, uint8 HxW) pair; returns (float32 0..255 image, uint8 mask)."""
+    height, width = input_hw
+    image = tf.cast(image, tf.float32)
+    mask = mask[..., tf.newaxis]
+    if config.scale_max > config.scale_min or config.scale_min != 1.0:
+        scale = tf.random.uniform([], config.scale_min, config.scale_max)
+        new_h = tf.cast(tf.round(height * scale), tf.int32)
+        new_w = tf.cast(tf.round(width * scale), tf.int32)
+        image = tf.image.resize(image, [new_h, new_w], method="bilinear")
+        mask = tf.image.resize(mask, [new_h, new_w], method="nearest")
+        pad_h, pad_w = tf.maximum(height - new_h, 0), tf.maximum(width - new_w, 0)
+        paddings = [[0, pad_h], [0, pad_w], [0, 0]]
+        image = tf.pad(image, paddings)
+        mask = tf.pad(mask, paddings, constant_values=void_id)
+        stacked = tf.concat([image, tf.cast(mask, tf.float32)], axis=-1)
+        stacked = tf.image.random_crop(stacked, [height, width, 4])
+        image, mask = stacked[..., :3], tf.cast(tf.round(stacked[..., 3:]), tf.uint8)
+    if config.flip:
+        flip = tf.random.uniform([]) < 0.5
+        image = tf.cond(flip, lambda: image[:, ::-1], lambda: image)
+        mask = tf.cond(flip, lambda: mask[:, ::-1], lambda: mask)
+    unit = image / 255.0
+    if config.brightness:
+        unit = tf.image.random_brightness(unit, config.brightness)
+    if config.contrast:
+        unit = tf.image.random_contrast(unit, 1 - config.contrast, 1 + config.contrast)
+    if config.saturation:
+        unit = tf.image.random_saturation(unit, 1 - config.saturation, 1 + config.saturation)
+    if config.hue:
+        unit = tf.image.random_hue(unit, config.hue)
+    image = tf.clip_by_value(unit, 0.0, 1.0) * 255.0
+    image.set_shape([height, width, 3])
+    mask = tf.ensure_shape(mask[..., 0], [height, width])
+    return image, mask
+
+
+def train_dataset(images: np.ndarray, masks: np.ndarray, batch_size: int,
+                  augment: AugmentConfig, void_id: int, seed: int = 0):
+    """Shuffled, augmented, batched, prefetched training batches for one epoch."""
+    input_hw = images.shape[1:3]
+    dataset = tf.data.Dataset.from_tensor_slices((images, masks))
+    dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    if augment.enabled:
+        dataset = dataset.map(lambda i, m: augment_pair(i, m, input_hw, augment, void_id),
+                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    else:
+        dataset = dataset.map(lambda i, m: (tf.cast(i, tf.float32), m),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+    # Full batches only: static shapes, and no tiny last batch skewing BatchNorm statistics.
+    drop = len(images) >= batch_size
+    return dataset.batch(batch_size, drop_remainder=drop).prefetch(tf.data.AUTOTUNE)
