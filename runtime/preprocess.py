@@ -15,6 +15,8 @@ import numpy as np
 
 from fcnedge.runtime.errors import InputError
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
 
 class ResizeMode(str, enum.Enum):
     """How a frame is fitted to the model's input size."""

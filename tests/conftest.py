@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/ helpers
 CAMVID = Path(os.environ.get("FCNEDGE_CAMVID", REPO.parent / "shared" / "datasets" / "camvid"))
 
 
@@ -23,3 +25,28 @@ def camvid_root() -> Path:
     if not (CAMVID / "train").is_dir():
         pytest.skip(f"CamVid not found at {CAMVID} (set FCNEDGE_CAMVID to its folder)")
     return CAMVID
+
+
+@pytest.fixture(scope="session")
+def tflite_models(tmp_path_factory) -> dict:
+    """A float32, an int8 and a uint8-I/O .tflite of a small random FCN-8s (64x96 input)."""
+    from tflite_models import make_tflite
+
+    folder = tmp_path_factory.mktemp("tflite")
+    return {kind: make_tflite(folder / f"fcn8s_{kind}.tflite", kind)
+            for kind in ("float32", "int8", "uint8")}
+
+
+@pytest.fixture(scope="session")
+def street_video(tmp_path_factory) -> Path:
+    """A 40-frame synthetic street clip as mp4 (120x160, 10 FPS)."""
+    import cv2
+
+    from fcnedge.train.synth import synth_clip
+
+    path = tmp_path_factory.mktemp("video") / "street.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (160, 120))
+    for frame in synth_clip(40, 120, 160, seed=4):
+        writer.write(frame)
+    writer.release()
+    return path

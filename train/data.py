@@ -15,9 +15,9 @@ import numpy as np
 
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.labels import LabelSet
-from fcnedge.runtime.preprocess import preprocess, read_image, read_mask, resize_labels
+from fcnedge.runtime.preprocess import (IMAGE_SUFFIXES, preprocess, read_image, read_mask,
+                                        resize_labels)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 MASK_SUFFIXES = (".png", ".bmp")  # lossless only: a JPEG mask would blend label ids
 
 

@@ -1,0 +1,109 @@
+"""`fcnedge run`: stream a camera, video, URL or image folder through a TFLite model.
+
+This path imports numpy, OpenCV and the LiteRT interpreter only; never TensorFlow.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import signal
+import sys
+import threading
+
+from fcnedge.runtime.errors import InputError
+
+log = logging.getLogger("fcnedge")
+
+
+def add_parsers(subparsers) -> None:
+    from fcnedge.cli import add_common
+
+    run = subparsers.add_parser("run", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                help="stream frames through a TFLite model")
+    run.add_argument("--model", required=True, help=".tflite model (card: the .json beside it)")
+    run.add_argument("--source", required=True,
+                     help="camera index (0), video file, rtsp/http URL, image folder or glob")
+    run.add_argument("--delegate", default="cpu", choices=["cpu", "gpu", "edgetpu"],
+                     help="cpu runs XNNPACK")
+    run.add_argument("--fallback", default=None, choices=["cpu"],
+                     help="if the delegate cannot load, warn and run on the CPU")
+    run.add_argument("--device", default=None, help="EdgeTPU device, e.g. usb:0 or pci:0")
+    run.add_argument("--gpu-delegate", default=None, metavar="PATH",
+                     help="GPU delegate library (default: the platform's usual name)")
+    run.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    run.add_argument("--output", default=None, metavar="FILE.mp4", help="write the view here")
+    run.add_argument("--view", default="overlay", choices=["overlay", "side-by-side"])
+    run.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    run.add_argument("--masks", default=None, metavar="DIR",
+                     help="write each frame's label ids as a PNG here")
+    run.add_argument("--resize", default="stretch", choices=["stretch", "letterbox"])
+    run.add_argument("--smooth", type=float, default=0.0,
+                     help="EMA weight of previous logits for video (0 = off)")
+    run.add_argument("--max-frames", type=int, default=None)
+    run.add_argument("--no-window", action="store_true", help="do not open a window")
+    run.add_argument("--no-hud", action="store_true", help="no FPS text on the view")
+    run.add_argument("--reconnect", type=int, default=5,
+                     help="reconnection attempts for a camera or stream that drops")
+    add_common(run)
+    run.set_defaults(handler=run_stream)
+
+
+def _display_available() -> bool:
+    if platform.system() != "Linux":
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def run_stream(args) -> dict:
+    from fcnedge.runtime.interpreter import Delegate
+    from fcnedge.runtime.pipeline import StreamOptions, stream
+    from fcnedge.runtime.preprocess import ResizeMode
+    from fcnedge.runtime.segmenter import Segmenter, SegmenterOptions
+    from fcnedge.runtime.video import check_writable_folder, open_source, parse_source
+
+    window = not args.no_window
+    if window and not _display_available():
+        log.warning("no display found: running without a window")
+        window = False
+    if args.output:
+        check_writable_folder(os.path.dirname(os.path.abspath(args.output)), "--output")
+    options = StreamOptions(view=args.view, alpha=args.alpha, max_frames=args.max_frames,
+                            output=args.output, masks=args.masks, window=window,
+                            hud=not args.no_hud)
+    segmenter = Segmenter(args.model, SegmenterOptions(
+        delegate=Delegate(args.delegate), num_threads=args.threads,
+        resize=ResizeMode(args.resize), smooth=args.smooth,
+        fallback_cpu=args.fallback == "cpu", device=args.device,
+        delegate_path=args.gpu_delegate))
+    log.info("model %s: %s input %dx%d, %s on %s", args.model, segmenter.info_dict["input_type"],
+             *segmenter.input_hw, segmenter.info.backend, segmenter.info.delegate)
+    spec = parse_source(args.source)
+    live_options = {"max_retries": args.reconnect} if spec.kind in ("camera", "url") else {}
+    source = open_source(spec, **live_options)
+
+    stop, terminated = threading.Event(), threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM ends the stream like Ctrl-C does: output files are finalised, not cut.
+        def on_sigterm(*_):
+            terminated.set()
+            stop.set()
+
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        stats = stream(segmenter, source, options, stop)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    summary = {"model": args.model, "source": str(args.source), "output": args.output,
+               "masks": args.masks, "interpreter": segmenter.info_dict,
+               **stats.summary()}
+    summary["interrupted"] = stats.interrupted or terminated.is_set()
+    print(f"{stats.frames} frames, {summary['fps']} FPS end to end, "
+          f"invoke p50 {summary['stages_ms']['invoke'].get('p50')} ms, "
+          f"dropped {stats.dropped}" + (", interrupted" if summary["interrupted"] else ""),
+          file=sys.stderr)
+    return summary
+

@@ -1,0 +1,175 @@
+"""Opening a .tflite model: which interpreter package, which delegate, and clear errors.
+
+The interpreter comes from ai_edge_litert (LiteRT, the maintained successor of tflite-runtime),
+else tflite_runtime, else tf.lite; the choice is made once per call and reported. XNNPACK is the
+CPU path (LiteRT applies it by default); GPU and EdgeTPU are external delegate libraries.
+"""
+from __future__ import annotations
+
+import ctypes
+import enum
+import importlib
+import logging
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+from fcnedge.runtime.errors import InputError
+
+log = logging.getLogger("fcnedge.runtime")
+
+TFLITE_IDENTIFIER = b"TFL3"   # bytes 4..8 of every TFLite flatbuffer
+# The only place that knows delegate library names per platform.
+EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib",
+                   "Windows": "edgetpu.dll"}
+GPU_LIBRARY = {"Linux": "libtensorflowlite_gpu_delegate.so",
+               "Darwin": "libtensorflowlite_gpu_delegate.dylib",
+               "Windows": "tensorflowlite_gpu_delegate.dll"}
+_WHERE = {
+    "edgetpu": "Coral's Edge TPU runtime (Debian package libedgetpu1-std from Coral's apt "
+               "repository)",
+    "gpu": "a LiteRT/TFLite GPU delegate build (bazel target "
+           "//tensorflow/lite/delegates/gpu:libtensorflowlite_gpu_delegate.so); pass its path "
+           "with --gpu-delegate",
+}
+_BACKENDS = (("ai_edge_litert", "ai_edge_litert.interpreter"),
+             ("tflite_runtime", "tflite_runtime.interpreter"),
+             ("tensorflow", "tensorflow.lite"))
+
+
+class Delegate(str, enum.Enum):
+    """Where inference runs."""
+
+    CPU = "cpu"          # XNNPACK
+    GPU = "gpu"
+    EDGETPU = "edgetpu"
+
+
+class DelegateUnavailable(InputError):
+    """A delegate's library could not be loaded."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An interpreter package: its name, Interpreter class and load_delegate function."""
+
+    name: str
+    interpreter_class: type
+    load_delegate: object
+
+
+@dataclass(frozen=True)
+class InterpreterInfo:
+    """What was actually opened, for --verbose and the run's stats."""
+
+    backend: str
+    delegate: str
+    requested_delegate: str
+    num_threads: int | None
+    model_path: str
+    fell_back: bool = False
+
+
+def find_backend(preferred: tuple[str, ...] | None = None) -> Backend:
+    """Imports the first available interpreter package (see module docstring)."""
+    errors = []
+    for name, module_name in _BACKENDS:
+        if preferred and name not in preferred:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            errors.append(f"{module_name}: {err}")
+            continue
+        if name == "tensorflow":
+            return Backend(name, module.Interpreter, module.experimental.load_delegate)
+        return Backend(name, module.Interpreter, module.load_delegate)
+    raise RuntimeError("no TFLite interpreter installed (pip install ai-edge-litert); tried "
+                       + "; ".join(errors))
+
+
+def check_model_file(path: str | os.PathLike) -> bytes:
+    """Reads a model file and checks it is a TFLite flatbuffer; returns its bytes."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--model {path}: file not found")
+    data = path.read_bytes()
+    if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
+        raise InputError(f"--model {path}: not a TFLite model (no 'TFL3' identifier)")
+    return data
+
+
+def delegate_library(delegate: Delegate, library: str | None = None) -> str:
+    """The library to load for a delegate on this platform (or the one given)."""
+    if library:
+        return library
+    table = EDGETPU_LIBRARY if delegate is Delegate.EDGETPU else GPU_LIBRARY
+    return table.get(platform.system(), table["Linux"])
+
+
+def load_delegate(backend: Backend, delegate: Delegate, library: str | None = None,
+                  device: str | None = None):
+    """Loads an external delegate, or raises DelegateUnavailable naming the library."""
+    name = delegate_library(delegate, library)
+    options = {"device": device} if (device and delegate is Delegate.EDGETPU) else None
+    try:
+        # Probe with ctypes first: LiteRT's Delegate object, when its library fails to load,
+        # prints a spurious traceback from __del__ at exit.
+        ctypes.CDLL(name)
+        return backend.load_delegate(name, options)
+    except (ValueError, OSError, RuntimeError) as err:
+        raise DelegateUnavailable(
+            f"--delegate {delegate.value}: could not load {name} ({str(err).strip()}); it comes "
+            f"with {_WHERE[delegate.value]}. Use --fallback cpu to run on the CPU instead"
+        ) from err
+
+
+def make_interpreter(model_path: str | os.PathLike, delegate: Delegate | str = Delegate.CPU,
+                     num_threads: int | None = None, *, device: str | None = None,
+                     delegate_path: str | None = None, fallback_cpu: bool = False,
+                     backend: Backend | None = None):
+    """Opens a model with tensors allocated.
+
+    Args:
+      model_path: a .tflite file (an EdgeTPU model is the compiler's *_edgetpu.tflite).
+      delegate: cpu (XNNPACK), gpu or edgetpu.
+      num_threads: CPU threads (None: the interpreter's default).
+      device: EdgeTPU device, such as 'usb:0' or 'pci:0'.
+      delegate_path: the delegate library, when not the platform's default name.
+      fallback_cpu: when the delegate cannot load, log a warning and use the CPU.
+
+    Returns:
+      (interpreter, InterpreterInfo)
+
+    Raises:
+      InputError: the file is missing, not TFLite, or rejected by the interpreter.
+      DelegateUnavailable: the delegate library cannot be loaded (and no fallback).
+    """
+    delegate = Delegate(delegate)
+    if num_threads is not None and num_threads < 1:
+        raise InputError(f"--threads: got {num_threads}, expected a positive integer")
+    content = check_model_file(model_path)
+    backend = backend or find_backend()
+    delegates, used, fell_back = [], delegate, False
+    if delegate is not Delegate.CPU:
+        try:
+            delegates = [load_delegate(backend, delegate, delegate_path, device)]
+        except DelegateUnavailable as err:
+            if not fallback_cpu:
+                raise
+            log.warning("%s; falling back to the CPU", err)
+            used, fell_back = Delegate.CPU, True
+    try:
+        interpreter = backend.interpreter_class(
+            model_content=content, experimental_delegates=delegates or None,
+            num_threads=num_threads)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as err:
+        raise InputError(f"--model {model_path}: the interpreter rejected it "
+                         f"({str(err).strip().splitlines()[0] if str(err).strip() else err})"
+                         ) from err
+    info = InterpreterInfo(backend.name, used.value, delegate.value, num_threads,
+                           str(model_path), fell_back)
+    log.debug("opened %s with %s on %s", model_path, backend.name, used.value)
+    return interpreter, info

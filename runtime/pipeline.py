@@ -1,0 +1,180 @@
+"""The streaming loop: source -> preprocess -> invoke -> postprocess -> draw -> sinks.
+
+Three threads overlap the stages: a reader decodes the next frames (or a live source's own
+capture thread keeps the newest one), the caller's thread runs the model, and a drawer blends,
+shows and writes. Bounded queues between them keep memory flat. Each stage is timed per frame,
+and the summary reports percentiles, FPS and dropped frames.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.stats import latency_summary
+from fcnedge.runtime.video import FrameQueue, MaskSink, Mp4Sink
+from fcnedge.runtime.visualize import draw_hud, overlay, side_by_side
+
+log = logging.getLogger("fcnedge.runtime")
+VIEWS = ("overlay", "side-by-side")
+STAGES = ("capture", "preprocess", "invoke", "postprocess", "draw")
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    view: str = "overlay"
+    alpha: float = 0.5
+    max_frames: int | None = None
+    output: str | None = None        # mp4 path
+    masks: str | None = None         # folder for label PNGs
+    window: bool = False
+    hud: bool = True
+
+    def __post_init__(self):
+        if self.view not in VIEWS:
+            raise InputError(f"--view: got {self.view!r}, expected one of {', '.join(VIEWS)}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise InputError(f"--max-frames: got {self.max_frames}, expected a positive number")
+
+
+@dataclass
+class StreamStats:
+    frames: int = 0                  # frames segmented, drawn and written
+    dropped: int = 0
+    interrupted: bool = False
+    wall_seconds: float = 0.0
+    stages_ms: dict = field(default_factory=lambda: {name: [] for name in STAGES})
+    end_to_end_ms: list = field(default_factory=list)
+
+    def summary(self) -> dict:
+        invoke = latency_summary(self.stages_ms["invoke"])
+        return {
+            "frames": self.frames, "dropped": self.dropped, "interrupted": self.interrupted,
+            "wall_seconds": round(self.wall_seconds, 3),
+            "fps": round(self.frames / self.wall_seconds, 2) if self.wall_seconds else None,
+            "invoke_only_fps": round(1000.0 / invoke["mean"], 2) if invoke.get("mean") else None,
+            "stages_ms": {name: latency_summary(values)
+                          for name, values in self.stages_ms.items()},
+            "end_to_end_ms": latency_summary(self.end_to_end_ms),
+        }
+
+
+def _render(frame, segmentation, palette, options: StreamOptions, hud_lines):
+    if options.view == "side-by-side":
+        image = side_by_side(frame.image, segmentation.labels, palette)
+    else:
+        image = overlay(frame.image, segmentation.labels, palette, options.alpha)
+    if options.hud and hud_lines:
+        draw_hud(image, hud_lines)
+    return image
+
+
+def stream(segmenter, source, options: StreamOptions, stop: threading.Event | None = None,
+           on_frame=None) -> StreamStats:
+    """Runs the loop until the source ends, max_frames, the window closes, or `stop` is set.
+
+    KeyboardInterrupt (Ctrl-C) is caught: the sinks are closed so the mp4 stays playable, and
+    the stats say `interrupted`. Returns the stats.
+    """
+    stop = stop or threading.Event()
+    stats = StreamStats()
+    masks = MaskSink(options.masks) if options.masks else None
+    sink_holder: dict = {}
+    frames_in, results = FrameQueue(4), FrameQueue(4)
+    errors: list = []
+    window_name = "fcnedge"
+    delegate = segmenter.info.delegate
+
+    def read():
+        try:
+            for frame in source:
+                if stop.is_set():
+                    break
+                if not frames_in.put(frame, stop):
+                    break
+        except BaseException as err:  # surfaced in the main thread
+            errors.append(err)
+        finally:
+            frames_in.put(None, stop)
+
+    def draw():
+        try:
+            while True:
+                item = results.get(stop)
+                if item is None:
+                    return
+                frame, segmentation, started = item
+                draw_start = time.perf_counter()
+                fps = stats.frames / max(time.perf_counter() - t0, 1e-6)
+                hud = [f"{fps:5.1f} FPS  invoke {segmentation.timings_ms['invoke']:.1f} ms",
+                       f"delegate {delegate}"]
+                image = None
+                if options.output or options.window:
+                    image = _render(frame, segmentation, segmenter.palette_bgr, options, hud)
+                if options.output:
+                    if "mp4" not in sink_holder:
+                        sink_holder["mp4"] = Mp4Sink(options.output, source.fps, image.shape[:2])
+                    sink_holder["mp4"].write(image)
+                if masks:
+                    masks.write(frame.index, segmentation.labels)
+                if options.window:
+                    cv2.imshow(window_name, image)
+                    if cv2.waitKey(1) & 0xFF in (27, ord("q")):
+                        stop.set()
+                done = time.perf_counter()
+                stats.stages_ms["draw"].append(1e3 * (done - draw_start))
+                stats.end_to_end_ms.append(1e3 * (done - frame.captured_at + frame.read_ms / 1e3))
+                stats.frames += 1
+                if on_frame:
+                    on_frame(frame, segmentation)
+        except BaseException as err:
+            errors.append(err)
+            stop.set()
+
+    t0 = time.perf_counter()
+    inferred = 0   # frames through the model; stats.frames counts those fully written
+    reader = threading.Thread(target=read, name="reader", daemon=True)
+    drawer = threading.Thread(target=draw, name="drawer", daemon=True)
+    reader.start()
+    drawer.start()
+    try:
+        while not stop.is_set():
+            frame = frames_in.get(stop)
+            if frame is None:
+                break
+            try:
+                segmentation = segmenter.segment(frame.image)
+            except InputError as err:
+                raise InputError(f"--source {source.name}, frame {frame.index}: {err}") from err
+            stats.stages_ms["capture"].append(frame.read_ms)
+            for name in ("preprocess", "invoke", "postprocess"):
+                stats.stages_ms[name].append(segmentation.timings_ms[name])
+            inferred += 1
+            if not results.put((frame, segmentation, time.perf_counter()), stop):
+                break
+            if options.max_frames and inferred >= options.max_frames:
+                break
+    except KeyboardInterrupt:
+        stats.interrupted = True
+        log.warning("interrupted: finishing the output files")
+    finally:
+        if not stop.is_set():
+            results.put(None, stop)   # the drawer finishes what is queued, then ends
+        drawer.join()
+        stop.set()
+        reader.join(timeout=5)
+        source.close()
+        if "mp4" in sink_holder:
+            sink_holder["mp4"].close()
+        if options.window:
+            cv2.destroyAllWindows()
+        stats.wall_seconds = time.perf_counter() - t0
+        stats.dropped = getattr(source, "dropped", 0)
+    if errors:
+        raise errors[0]
+    return stats

@@ -1,0 +1,163 @@
+"""The Python API of the runtime: `Segmenter(model).segment(frame) -> Segmentation`."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fcnedge.runtime import adapters
+from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.interpreter import Delegate, InterpreterInfo, make_interpreter
+from fcnedge.runtime.labels import CAMVID, LabelSet
+from fcnedge.runtime.preprocess import Geometry, ResizeMode, labels_to_frame, preprocess
+
+log = logging.getLogger("fcnedge.runtime")
+
+
+@dataclass(frozen=True)
+class SegmenterOptions:
+    """How a model is run.
+
+    smooth: weight of the previous frame's logits in an exponential moving average (0 = off);
+      steadies labels on video at the cost of lag.
+    """
+
+    delegate: Delegate = Delegate.CPU
+    num_threads: int | None = None
+    resize: ResizeMode = ResizeMode.STRETCH
+    smooth: float = 0.0
+    fallback_cpu: bool = False
+    device: str | None = None
+    delegate_path: str | None = None
+
+    def __post_init__(self):
+        if not 0.0 <= self.smooth < 1.0:
+            raise InputError(f"--smooth: got {self.smooth}, expected 0 <= weight < 1")
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """One frame's result: label ids at the frame's size and at the model's input size."""
+
+    labels: np.ndarray
+    input_labels: np.ndarray
+    geometry: Geometry
+    timings_ms: dict = field(default_factory=dict)
+
+
+def card_path(model_path: str | os.PathLike) -> Path:
+    """The model card sidecar: model.tflite -> model.json."""
+    return Path(model_path).with_suffix(".json")
+
+
+def read_model_card(model_path: str | os.PathLike) -> dict:
+    """The sidecar card written by `fcnedge convert`, or {} when there is none."""
+    path = card_path(model_path)
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: model card is not readable JSON ({err})") from err
+
+
+def labels_for(card: dict, classes: int) -> LabelSet:
+    """The card's labels; CamVid's when the card has none and the model has 11 classes."""
+    if "labels" in card:
+        return LabelSet.from_dict(card["labels"])
+    if classes == CAMVID.num_classes:
+        return CAMVID
+    rng = np.random.default_rng(classes)
+    colors = tuple(tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(classes))
+    return LabelSet(tuple(f"class{i}" for i in range(classes)), colors, None)
+
+
+class Segmenter:
+    """Runs a TFLite segmentation model on BGR frames.
+
+    Buffers for the resized frame and the input tensor are allocated once, so a video loop
+    allocates only the per-frame results.
+    """
+
+    def __init__(self, model_path: str | os.PathLike, options: SegmenterOptions | None = None):
+        self.options = options or SegmenterOptions()
+        self.model_path = str(model_path)
+        self.interpreter, self.info = make_interpreter(
+            model_path, self.options.delegate, self.options.num_threads,
+            device=self.options.device, delegate_path=self.options.delegate_path,
+            fallback_cpu=self.options.fallback_cpu)
+        adapters.check_image_model(self.interpreter, self.model_path)
+        self.card = read_model_card(model_path)
+        self.input_hw = adapters.input_size(self.interpreter)
+        self.num_classes = adapters.num_classes(self.interpreter)
+        self.labels = labels_for(self.card, self.num_classes)
+        self.palette_bgr = self.labels.palette_bgr()
+        self._input = adapters.input_details(self.interpreter)
+        self._output = adapters.output_details(self.interpreter)
+        self._rgb = np.empty((*self.input_hw, 3), np.uint8)
+        self._tensor = np.empty((1, *self.input_hw, 3), self._input["dtype"])
+        self._argmax = np.empty(self.input_hw, np.intp)
+        self._ema: np.ndarray | None = None
+        self._last_raw: np.ndarray | None = None
+
+    @property
+    def info_dict(self) -> dict:
+        info: InterpreterInfo = self.info
+        return {"backend": info.backend, "delegate": info.delegate,
+                "requested_delegate": info.requested_delegate, "num_threads": info.num_threads,
+                "fell_back_to_cpu": info.fell_back, "input_size": list(self.input_hw),
+                "input_type": np.dtype(self._input["dtype"]).name}
+
+    def set_rgb(self, rgb: np.ndarray) -> None:
+        """Puts an already preprocessed RGB image into the input tensor."""
+        adapters.rgb_to_input(rgb, self._input, out=self._tensor[0])
+        self.interpreter.set_tensor(self._input["index"], self._tensor)
+
+    def invoke(self) -> np.ndarray:
+        """Runs the model on the current input; returns the raw output (H, W, C)."""
+        self.interpreter.invoke()
+        self._last_raw = self.interpreter.get_tensor(self._output["index"])[0]
+        return self._last_raw
+
+    def labels_from_raw(self, raw: np.ndarray) -> np.ndarray:
+        """Argmax (on int8 directly), or on the smoothed logits when smoothing is on."""
+        if self.options.smooth:
+            logits = adapters.output_logits(raw, self._output)
+            if self._ema is None or self._ema.shape != logits.shape:
+                self._ema = logits.copy()
+            else:
+                self._ema *= self.options.smooth
+                self._ema += (1.0 - self.options.smooth) * logits
+            raw = self._ema
+        np.argmax(raw, axis=-1, out=self._argmax)
+        return self._argmax.astype(np.uint8)
+
+    def segment(self, frame_bgr: np.ndarray) -> Segmentation:
+        """Segments one HxWx3 uint8 BGR frame."""
+        start = time.perf_counter()
+        _, geometry = preprocess(frame_bgr, self.input_hw, self.options.resize, out=self._rgb)
+        self.set_rgb(self._rgb)
+        prepared = time.perf_counter()
+        raw = self.invoke()
+        invoked = time.perf_counter()
+        input_labels = self.labels_from_raw(raw)
+        labels = labels_to_frame(input_labels, geometry)
+        done = time.perf_counter()
+        return Segmentation(labels, input_labels, geometry, {
+            "preprocess": 1e3 * (prepared - start), "invoke": 1e3 * (invoked - prepared),
+            "postprocess": 1e3 * (done - invoked)})
+
+    def probabilities(self) -> np.ndarray:
+        """Softmax of the last frame's logits (dequantized): (H, W, C) float32."""
+        if self._last_raw is None:
+            raise RuntimeError("probabilities() needs a segment() call first")
+        return adapters.softmax(adapters.output_logits(self._last_raw, self._output))
+
+    def reset(self) -> None:
+        """Forgets the smoothing state (for a new clip)."""
+        self._ema = None

@@ -1,0 +1,62 @@
+"""Drawing: coloured label maps, overlays, side-by-side views, a HUD, contact sheets."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def colorize(labels: np.ndarray, palette_bgr: np.ndarray) -> np.ndarray:
+    """Label ids -> BGR colours via the palette lookup table."""
+    return palette_bgr[labels]
+
+
+def overlay(frame_bgr: np.ndarray, labels: np.ndarray, palette_bgr: np.ndarray,
+            alpha: float = 0.5) -> np.ndarray:
+    """The frame blended with its coloured labels (alpha = weight of the colours)."""
+    return cv2.addWeighted(frame_bgr, 1.0 - alpha, colorize(labels, palette_bgr), alpha, 0.0)
+
+
+def side_by_side(frame_bgr: np.ndarray, labels: np.ndarray, palette_bgr: np.ndarray) -> np.ndarray:
+    """Frame on the left, coloured labels on the right."""
+    return np.hstack([frame_bgr, colorize(labels, palette_bgr)])
+
+
+def draw_hud(image: np.ndarray, lines: list[str]) -> np.ndarray:
+    """Writes a few lines of text top-left on a dark band, in place."""
+    scale = max(0.4, image.shape[0] / 900)
+    height = int(22 * scale * 1.6)
+    cv2.rectangle(image, (0, 0), (int(image.shape[1] * 0.45), height * len(lines) + 6),
+                  (0, 0, 0), -1)
+    for row, text in enumerate(lines):
+        cv2.putText(image, text, (6, height * (row + 1)), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+    return image
+
+
+def legend(names, palette_bgr: np.ndarray, width: int = 180, row: int = 18) -> np.ndarray:
+    """A column of colour swatches with class names."""
+    image = np.full((row * len(names) + 4, width, 3), 255, np.uint8)
+    for index, name in enumerate(names):
+        y = 2 + row * index
+        cv2.rectangle(image, (4, y + 2), (24, y + row - 2), palette_bgr[index].tolist(), -1)
+        cv2.putText(image, name, (30, y + row - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0),
+                    1, cv2.LINE_AA)
+    return image
+
+
+def contact_sheet(images: list[np.ndarray], columns: int = 2, width: int = 480) -> np.ndarray:
+    """Tiles images (resized to one width) in a grid."""
+    if not images:
+        raise ValueError("contact_sheet needs at least one image")
+    tiles = []
+    for image in images:
+        height = round(image.shape[0] * width / image.shape[1])
+        tiles.append(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA))
+    tile_h = max(tile.shape[0] for tile in tiles)
+    rows = []
+    for start in range(0, len(tiles), columns):
+        row = [np.pad(t, ((0, tile_h - t.shape[0]), (0, 0), (0, 0))) for t in
+               tiles[start:start + columns]]
+        row += [np.zeros((tile_h, width, 3), np.uint8)] * (columns - len(row))
+        rows.append(np.hstack(row))
+    return np.vstack(rows)

@@ -1,0 +1,117 @@
+"""Opening models: backends, delegates (missing here, on both paths), corrupt files, fuzzing."""
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.interpreter import (DelegateUnavailable, find_backend, make_interpreter)
+from fcnedge.runtime.segmenter import Segmenter, SegmenterOptions
+
+
+def test_litert_is_the_first_choice():
+    assert find_backend().name == "ai_edge_litert"
+
+
+def test_missing_model(tmp_path):
+    with pytest.raises(InputError, match="nope.tflite: file not found"):
+        make_interpreter(tmp_path / "nope.tflite")
+
+
+def test_not_a_tflite_file(tmp_path):
+    path = tmp_path / "model.tflite"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(InputError, match="not a TFLite model"):
+        make_interpreter(path)
+
+
+def test_truncated_model(tmp_path, tflite_models):
+    path = tmp_path / "cut.tflite"
+    path.write_bytes(tflite_models["int8"].read_bytes()[:5000])
+    with pytest.raises(InputError, match="cut.tflite: the interpreter rejected it"):
+        make_interpreter(path)
+
+
+def test_model_loader_fuzz_never_crashes_the_process(tmp_path, tflite_models):
+    """Hundreds of random and truncated byte strings, in a child process that must survive."""
+    script = textwrap.dedent(f"""
+        import numpy as np, pathlib
+        from fcnedge.runtime.errors import InputError
+        from fcnedge.runtime.interpreter import make_interpreter
+        good = pathlib.Path({str(tflite_models['int8'])!r}).read_bytes()
+        rng = np.random.default_rng(0)
+        path = pathlib.Path({str(tmp_path / 'fuzz.tflite')!r})
+        rejected = opened = 0
+        for trial in range(300):
+            if trial % 3 == 0:
+                data = good[: rng.integers(0, len(good))]
+            elif trial % 3 == 1:
+                data = bytearray(good)
+                for _ in range(rng.integers(1, 50)):
+                    data[rng.integers(0, len(data))] = rng.integers(0, 256)
+                data = bytes(data)
+            else:
+                data = b"xxxxTFL3" + rng.bytes(int(rng.integers(0, 4000)))
+            path.write_bytes(data)
+            try:
+                make_interpreter(path)
+                opened += 1
+            except InputError:
+                rejected += 1
+        print("ok", rejected, opened)
+    """)
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                               timeout=600)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.startswith("ok")
+    rejected = int(completed.stdout.split()[1])
+    assert rejected >= 150   # truncations and random bodies are refused, not crashed on
+
+
+@pytest.mark.parametrize("delegate, library", [("edgetpu", "libedgetpu.so.1"),
+                                               ("gpu", "libtensorflowlite_gpu_delegate.so")])
+def test_missing_delegate_is_a_clear_error(delegate, library, tflite_models):
+    with pytest.raises(DelegateUnavailable, match=f"could not load {library}.*--fallback cpu"):
+        make_interpreter(tflite_models["int8"], delegate)
+
+
+@pytest.mark.parametrize("delegate", ["edgetpu", "gpu"])
+def test_fallback_runs_on_cpu_with_a_warning(delegate, tflite_models, caplog):
+    segmenter = Segmenter(tflite_models["int8"],
+                          SegmenterOptions(delegate=delegate, fallback_cpu=True))
+    assert segmenter.info.delegate == "cpu" and segmenter.info.fell_back
+    assert "falling back to the CPU" in caplog.text
+    assert segmenter.segment(np.zeros((64, 96, 3), np.uint8)).labels.shape == (64, 96)
+
+
+def test_explicit_delegate_path_is_named(tflite_models, tmp_path):
+    bogus = tmp_path / "libmydelegate.so"
+    bogus.write_bytes(b"not a library")
+    with pytest.raises(DelegateUnavailable, match="libmydelegate.so"):
+        make_interpreter(tflite_models["float32"], "gpu", delegate_path=str(bogus))
+
+
+def test_non_image_model_is_refused(tmp_path):
+    from fcnedge.train.tfcompat import keras, tf
+
+    inputs = keras.Input((8, 8, 1), batch_size=1)
+    model = keras.Model(inputs, keras.layers.Conv2D(3, 1)(inputs))
+    path = tmp_path / "grey.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    with pytest.raises(InputError, match=r"expected one \(1, H, W, 3\) image"):
+        Segmenter(path)
+
+
+def test_bad_frames_are_refused(tflite_models):
+    segmenter = Segmenter(tflite_models["float32"])
+    with pytest.raises(InputError, match="1 channel"):
+        segmenter.segment(np.zeros((64, 96), np.uint8))
+    with pytest.raises(InputError, match="4 channel"):
+        segmenter.segment(np.zeros((64, 96, 4), np.uint8))
+
+
+def test_threads_must_be_positive(tflite_models):
+    with pytest.raises(InputError, match="--threads"):
+        make_interpreter(tflite_models["float32"], num_threads=0)

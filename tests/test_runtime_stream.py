@@ -1,0 +1,197 @@
+"""Sources, sinks and the streaming loop; Ctrl-C/SIGTERM leave a playable mp4; no TensorFlow."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.pipeline import StreamOptions, stream
+from fcnedge.runtime.segmenter import Segmenter
+from fcnedge.runtime.video import (ImageSequence, LiveSource, VideoFile, open_source,
+                                   parse_source)
+
+
+def count_frames(path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    assert capture.isOpened(), path
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    capture.release()
+    return frames
+
+
+@pytest.fixture
+def image_folder(tmp_path, street_video):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for frame in VideoFile(str(street_video)):
+        if frame.index >= 6:
+            break
+        cv2.imwrite(str(folder / f"f{frame.index:03d}.png"), frame.image)
+    return folder
+
+
+def test_parse_source(tmp_path, street_video, image_folder):
+    assert parse_source("0").kind == "camera" and parse_source("0").value == 0
+    assert parse_source("rtsp://cam/stream").kind == "url"
+    assert parse_source(str(image_folder)).kind == "folder"
+    assert parse_source(str(image_folder / "*.png")).kind == "glob"
+    assert parse_source(str(street_video)).kind == "file"
+    with pytest.raises(InputError, match="not a camera index, URL"):
+        parse_source(str(tmp_path / "missing.mp4"))
+
+
+def test_every_source_kind_gives_frames_in_order(street_video, image_folder):
+    assert [f.index for f in open_source(str(image_folder))] == list(range(6))
+    assert len(list(open_source(str(image_folder / "f00[0-2].png")))) == 3
+    frames = list(open_source(str(street_video)))
+    assert len(frames) == 40 and frames[0].image.shape == (120, 160, 3)
+
+
+def test_unopenable_sources(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    with pytest.raises(InputError, match="cannot be opened as a video"):
+        VideoFile(str(bad))
+    with pytest.raises(InputError, match="no images found"):
+        ImageSequence.from_glob(str(tmp_path / "*.png"))
+    with pytest.raises(InputError, match="cannot open this camera"):
+        LiveSource(7, opener=lambda target: FakeCapture(0, opened=False))
+
+
+class FakeCapture:
+    """A camera that delivers `frames` frames, then fails (like an unplugged USB camera)."""
+
+    def __init__(self, frames, opened=True):
+        self.frames, self.opened, self.read_count = frames, opened, 0
+
+    def isOpened(self):
+        return self.opened
+
+    def get(self, prop):
+        return 30.0
+
+    def read(self):
+        time.sleep(0.002)
+        if self.read_count >= self.frames:
+            return False, None
+        self.read_count += 1
+        return True, np.full((8, 8, 3), self.read_count, np.uint8)
+
+    def release(self):
+        pass
+
+
+def test_live_source_reconnects_then_ends_cleanly():
+    opened = []
+
+    def opener(target):
+        # First connection: 5 frames; a failed reconnect; then 5 more; then nothing at all.
+        attempt = len(opened)
+        opened.append(attempt)
+        if attempt == 1 or attempt >= 3:
+            return FakeCapture(0, opened=False)
+        return FakeCapture(5)
+
+    source = LiveSource(0, opener=opener, max_retries=2, backoff_s=0.01)
+    frames = list(source)
+    source.close()
+    assert source.reconnects == 1
+    assert len(frames) + source.dropped == 10    # newest-frame-only: every frame seen or dropped
+    assert len(opened) == 5                      # 1 + (fail, ok) + 2 failed retries
+
+
+def test_stream_writes_mp4_masks_and_stats(tflite_models, street_video, tmp_path):
+    segmenter = Segmenter(tflite_models["int8"])
+    output, masks = tmp_path / "out.mp4", tmp_path / "masks"
+    stats = stream(segmenter, open_source(str(street_video)),
+                   StreamOptions(output=str(output), masks=str(masks), view="side-by-side"))
+    assert stats.frames == 40 and count_frames(output) == 40
+    mask = cv2.imread(str(masks / "000000.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (120, 160) and mask.dtype == np.uint8 and mask.max() < 11
+    assert len(list(masks.iterdir())) == 40
+    summary = stats.summary()
+    for stage in ("capture", "preprocess", "invoke", "postprocess", "draw"):
+        assert summary["stages_ms"][stage]["count"] == 40
+    assert summary["fps"] > 0 and summary["invoke_only_fps"] > 0
+    assert not list(tmp_path.glob(".*partial*"))   # the temporary name is gone
+
+
+def test_max_frames(tflite_models, street_video):
+    stats = stream(Segmenter(tflite_models["float32"]), open_source(str(street_video)),
+                   StreamOptions(max_frames=7))
+    assert stats.frames == 7
+
+
+def run_cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "fcnedge", *args], capture_output=True,
+                          text=True, timeout=300, **kwargs)
+
+
+def test_run_cli_bad_inputs(tmp_path, tflite_models, street_video):
+    cases = [
+        (["--model", str(tmp_path / "none.tflite"), "--source", str(street_video)],
+         "none.tflite: file not found"),
+        (["--model", str(tflite_models["int8"]), "--source", str(tmp_path / "x.mp4")],
+         "not a camera index, URL"),
+        (["--model", str(tflite_models["int8"]), "--source", str(street_video),
+          "--delegate", "edgetpu"], "could not load libedgetpu.so.1"),
+        (["--model", str(tflite_models["int8"]), "--source", str(street_video),
+          "--output", "/proc/nope/out.mp4"], "--output /proc/nope"),
+    ]
+    for args, message in cases:
+        completed = run_cli("run", "--no-window", *args)
+        assert completed.returncode == 2, (args, completed.stderr)
+        assert message in completed.stderr and "Traceback" not in completed.stderr, args
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_leaves_a_playable_mp4(sig, tmp_path, tflite_models, street_video):
+    # A long clip (the 40-frame video, 25 times as a folder glob of its frames is slower to
+    # make), streamed slowly enough that the signal lands mid-stream.
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    frames = [f.image for f in VideoFile(str(street_video))]
+    for index in range(400):
+        cv2.imwrite(str(folder / f"{index:04d}.jpg"), frames[index % len(frames)])
+    output, summary = tmp_path / "out.mp4", tmp_path / "summary.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fcnedge", "run", "--no-window", "--model",
+         str(tflite_models["float32"]), "--source", str(folder), "--output", str(output),
+         "--json", str(summary), "--threads", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    partial = tmp_path / ".out.partial.mp4"
+    while time.time() < deadline and not (partial.exists() and partial.stat().st_size > 20000):
+        time.sleep(0.05)
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode in (0, 130), err
+    written = count_frames(output)
+    result = json.loads(summary.read_text()) if summary.exists() else None
+    assert 0 < written < 400, err
+    if result is not None:
+        assert result["interrupted"] and result["frames"] == written
+
+
+def test_runtime_path_never_imports_tensorflow(tflite_models, street_video, tmp_path):
+    script = (
+        "import sys\n"
+        "from fcnedge.cli import main\n"
+        f"code = main(['run', '--no-window', '--model', {str(tflite_models['int8'])!r}, "
+        f"'--source', {str(street_video)!r}, '--max-frames', '5', '--output', "
+        f"{str(tmp_path / 'o.mp4')!r}])\n"
+        "import fcnedge.runtime.segmenter, fcnedge.runtime.pipeline\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('tensorflow', 'tf_keras', 'keras', 'tensorflow_model_optimization'))\n"
+        "print('CODE', code, 'TF', bad)\n")
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                               timeout=300)
+    assert "CODE 0 TF []" in completed.stdout, completed.stdout + completed.stderr
