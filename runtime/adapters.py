@@ -5,6 +5,7 @@ real = scale * (q - zero_point).
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from fcnedge.runtime.errors import InputError
@@ -66,34 +67,40 @@ def dequantize(values: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
         np.float32)
 
 
-def rgb_to_input(rgb: np.ndarray, details: dict, out: np.ndarray | None = None) -> np.ndarray:
-    """Converts an RGB uint8 image (pixel values 0..255, as the model card says) to the input
-    tensor's type: float32 as is, uint8/int8 quantized with the tensor's own parameters.
+def pixel_lut(details: dict) -> np.ndarray | None:
+    """For an integer input tensor, the quantized value of every pixel value 0..255.
 
-    A uint8 model whose input is scale 1, zero point 0 takes the pixels unchanged (no copy).
+    Quantizing through a 256-entry table is exact (it is the formula, evaluated once per value)
+    and turns the per-frame work into one table lookup; None for a float input.
     """
     dtype = np.dtype(details["dtype"])
     if dtype == np.float32:
-        if out is None:
-            return rgb.astype(np.float32)
-        np.copyto(out, rgb, casting="unsafe")
-        return out
+        return None
     scale, zero_point = quantization(details)
     if scale <= 0:
         raise InputError(f"model input is {dtype.name} without quantization parameters")
-    if dtype == np.uint8 and scale == 1.0 and zero_point == 0:
-        return rgb
-    if dtype == np.int8 and scale == 1.0 and zero_point == -128:
-        # The usual full-integer input: int8 = pixel - 128, which is the pixel with its top bit
-        # flipped, read as int8; no float temporaries per frame.
-        if out is None:
-            out = np.empty(rgb.shape, np.int8)
-        np.bitwise_xor(rgb, np.uint8(0x80), out=out.view(np.uint8))
-        return out
-    quantized = quantize(rgb, scale, zero_point, dtype)
+    return quantize(np.arange(256, dtype=np.float32), scale, zero_point, dtype)
+
+
+def rgb_to_input(rgb: np.ndarray, details: dict, out: np.ndarray | None = None,
+                 lut: np.ndarray | None = None) -> np.ndarray:
+    """Converts an RGB uint8 image (pixel values 0..255, as the model card says) to the input
+    tensor's type: float32 as is, uint8/int8 quantized with the tensor's own parameters.
+
+    Args:
+      out: a buffer of the input's shape and type to write into.
+      lut: `pixel_lut(details)`, precomputed by callers that convert many frames.
+    """
+    dtype = np.dtype(details["dtype"])
     if out is None:
-        return quantized
-    np.copyto(out, quantized)
+        out = np.empty(rgb.shape, dtype)
+    if dtype == np.float32:
+        np.copyto(out, rgb, casting="unsafe")
+        return out
+    if lut is None:
+        lut = pixel_lut(details)
+    # cv2.LUT maps uint8 to uint8; an int8 table and buffer are the same bytes seen as uint8.
+    cv2.LUT(np.ascontiguousarray(rgb), lut.view(np.uint8), dst=out.view(np.uint8))
     return out
 
 

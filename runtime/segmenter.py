@@ -99,8 +99,8 @@ class Segmenter:
         self.palette_bgr = self.labels.palette_bgr()
         self._input = adapters.input_details(self.interpreter)
         self._output = adapters.output_details(self.interpreter)
-        self._rgb = np.empty((*self.input_hw, 3), np.uint8)
-        self._tensor = np.empty((1, *self.input_hw, 3), self._input["dtype"])
+        self._lut = adapters.pixel_lut(self._input)
+        self._workspace = self.new_workspace()
         self._argmax = np.empty(self.input_hw, np.intp)
         self._ema: np.ndarray | None = None
         self._last_raw: np.ndarray | None = None
@@ -113,19 +113,34 @@ class Segmenter:
                 "fell_back_to_cpu": info.fell_back, "input_size": list(self.input_hw),
                 "input_type": np.dtype(self._input["dtype"]).name}
 
-    def set_rgb(self, rgb: np.ndarray) -> None:
-        """Puts an already preprocessed RGB image into the input tensor."""
-        adapters.rgb_to_input(rgb, self._input, out=self._tensor[0])
-        self.interpreter.set_tensor(self._input["index"], self._tensor)
+    def new_workspace(self) -> tuple[np.ndarray, np.ndarray]:
+        """Buffers for `prepare`: the resized RGB frame and the (1, H, W, 3) input tensor.
 
-    def invoke(self) -> np.ndarray:
-        """Runs the model on the current input; returns the raw output (H, W, C)."""
+        Give each thread that prepares frames its own (a video pipeline keeps a small ring).
+        """
+        return (np.empty((*self.input_hw, 3), np.uint8),
+                np.empty((1, *self.input_hw, 3), self._input["dtype"]))
+
+    def prepare(self, frame_bgr: np.ndarray, workspace=None) -> tuple[np.ndarray, Geometry]:
+        """Stage 1: frame -> input tensor of the model's type (resize, RGB, quantize)."""
+        rgb, tensor = workspace if workspace is not None else self._workspace
+        _, geometry = preprocess(frame_bgr, self.input_hw, self.options.resize, out=rgb)
+        adapters.rgb_to_input(rgb, self._input, out=tensor[0], lut=self._lut)
+        return tensor, geometry
+
+    def infer(self, tensor: np.ndarray) -> np.ndarray:
+        """Stage 2: runs the model; returns the raw output (H, W, C), a copy it may keep."""
+        self.interpreter.set_tensor(self._input["index"], tensor)
         self.interpreter.invoke()
         self._last_raw = self.interpreter.get_tensor(self._output["index"])[0]
         return self._last_raw
 
-    def labels_from_raw(self, raw: np.ndarray) -> np.ndarray:
-        """Argmax (on int8 directly), or on the smoothed logits when smoothing is on."""
+    def finish(self, raw: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
+        """Stage 3: raw output -> (labels at frame size, labels at input size).
+
+        Argmax runs on int8 logits directly; with smoothing on, on the moving average of the
+        dequantized logits. Frames must arrive in order when smoothing.
+        """
         if self.options.smooth:
             logits = adapters.output_logits(raw, self._output)
             if self._ema is None or self._ema.shape != logits.shape:
@@ -135,18 +150,17 @@ class Segmenter:
                 self._ema += (1.0 - self.options.smooth) * logits
             raw = self._ema
         np.argmax(raw, axis=-1, out=self._argmax)
-        return self._argmax.astype(np.uint8)
+        input_labels = self._argmax.astype(np.uint8)
+        return labels_to_frame(input_labels, geometry), input_labels
 
     def segment(self, frame_bgr: np.ndarray) -> Segmentation:
-        """Segments one HxWx3 uint8 BGR frame."""
+        """Segments one HxWx3 uint8 BGR frame (the three stages in a row)."""
         start = time.perf_counter()
-        _, geometry = preprocess(frame_bgr, self.input_hw, self.options.resize, out=self._rgb)
-        self.set_rgb(self._rgb)
+        tensor, geometry = self.prepare(frame_bgr)
         prepared = time.perf_counter()
-        raw = self.invoke()
+        raw = self.infer(tensor)
         invoked = time.perf_counter()
-        input_labels = self.labels_from_raw(raw)
-        labels = labels_to_frame(input_labels, geometry)
+        labels, input_labels = self.finish(raw, geometry)
         done = time.perf_counter()
         return Segmentation(labels, input_labels, geometry, {
             "preprocess": 1e3 * (prepared - start), "invoke": 1e3 * (invoked - prepared),

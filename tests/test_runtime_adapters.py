@@ -37,22 +37,24 @@ def test_argmax_on_int8_equals_argmax_on_dequantized_floats():
     assert labels.dtype == np.uint8
 
 
-def test_rgb_to_input_types():
+@pytest.mark.parametrize("dtype, scale, zero_point", [
+    (np.int8, 1.0, -128), (np.int8, 0.9999998807907104, -128), (np.uint8, 1.0, 0),
+    (np.uint8, 2.0, 10), (np.int8, 0.5, 3)])
+def test_rgb_to_input_quantizes_with_the_tensor_parameters(dtype, scale, zero_point):
     rgb = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    details = {"dtype": dtype, "quantization": (scale, zero_point)}
+    converted = adapters.rgb_to_input(rgb, details)
+    assert converted.dtype == dtype
+    np.testing.assert_array_equal(converted, adapters.quantize(rgb, scale, zero_point, dtype))
+    out = np.empty(rgb.shape, dtype)
+    assert adapters.rgb_to_input(rgb, details, out=out) is out
+    np.testing.assert_array_equal(out, converted)
+
+
+def test_rgb_to_input_float():
+    rgb = np.full((4, 4, 3), 255, np.uint8)
     as_float = adapters.rgb_to_input(rgb, {"dtype": np.float32, "quantization": (0.0, 0)})
     assert as_float.dtype == np.float32 and as_float.max() == 255.0
-    # The int8 fast path (scale 1, zero point -128) equals the general formula.
-    fast = adapters.rgb_to_input(rgb, {"dtype": np.int8, "quantization": (1.0, -128)})
-    general = adapters.quantize(rgb, 1.0, -128, np.int8)
-    np.testing.assert_array_equal(fast, general)
-    assert fast.min() == -128 and fast.max() == 127
-    out = np.empty_like(fast)
-    assert adapters.rgb_to_input(rgb, {"dtype": np.int8, "quantization": (1.0, -128)},
-                                 out=out) is out
-    same = adapters.rgb_to_input(rgb, {"dtype": np.uint8, "quantization": (1.0, 0)})
-    assert same is rgb
-    odd = adapters.rgb_to_input(rgb, {"dtype": np.uint8, "quantization": (2.0, 10)})
-    np.testing.assert_array_equal(odd, np.clip(np.rint(rgb / 2.0) + 10, 0, 255))
 
 
 def test_model_adapters_on_real_models(tflite_models):
@@ -95,3 +97,24 @@ def test_latency_percentiles_on_given_timings():
     assert summary["p90"] == pytest.approx(3.7) and summary["p99"] == pytest.approx(3.97)
     assert summary["fps_at_p50"] == 400.0
     assert latency_summary([]) == {"count": 0}
+
+
+def test_smoothing_averages_logits_over_frames(tflite_models):
+    from fcnedge.runtime.segmenter import Segmenter, SegmenterOptions
+    from fcnedge.train.synth import synth_scene
+
+    first, _ = synth_scene(64, 96, 1)
+    second, _ = synth_scene(64, 96, 2)
+    plain = Segmenter(tflite_models["float32"])
+    smooth = Segmenter(tflite_models["float32"], SegmenterOptions(smooth=0.5))
+    plain.segment(first)
+    first_logits = plain.probabilities(), plain._last_raw.copy()
+    plain.segment(second)
+    second_raw = plain._last_raw.copy()
+    smooth.segment(first)
+    result = smooth.segment(second)
+    expected = np.argmax(0.5 * first_logits[1] + 0.5 * second_raw, axis=-1)
+    np.testing.assert_array_equal(result.input_labels, expected)
+    smooth.reset()
+    np.testing.assert_array_equal(smooth.segment(second).input_labels,
+                                  np.argmax(second_raw, axis=-1))
