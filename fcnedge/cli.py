@@ -18,10 +18,11 @@ from fcnedge.runtime.fileio import write_json_atomic
 
 def _subcommand_modules():
     # Each part registers its own subcommands; none of these imports TensorFlow at import time.
+    from fcnedge.convert import cli as convert_cli
     from fcnedge.runtime import cli as runtime_cli
     from fcnedge.train import cli as train_cli
 
-    return [train_cli, runtime_cli]
+    return [train_cli, convert_cli, runtime_cli]
 
 
 def build_parser() -> argparse.ArgumentParser:

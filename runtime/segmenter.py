@@ -153,6 +153,14 @@ class Segmenter:
         input_labels = self._argmax.astype(np.uint8)
         return labels_to_frame(input_labels, geometry), input_labels
 
+    def segment_rgb(self, rgb: np.ndarray) -> np.ndarray:
+        """Label map (input size) of an RGB image already at the input size, as evaluation uses."""
+        _, tensor = self._workspace
+        adapters.rgb_to_input(rgb, self._input, out=tensor[0], lut=self._lut)
+        raw = self.infer(tensor)
+        np.argmax(raw, axis=-1, out=self._argmax)
+        return self._argmax.astype(np.uint8)
+
     def segment(self, frame_bgr: np.ndarray) -> Segmentation:
         """Segments one HxWx3 uint8 BGR frame (the three stages in a row)."""
         start = time.perf_counter()

@@ -107,7 +107,8 @@ def add_parsers(subparsers) -> None:
 
     evaluate = subparsers.add_parser("eval", formatter_class=defaults,
                                      help="mIoU, per-class IoU, pixel accuracy, confusion PNG")
-    evaluate.add_argument("--model", required=True, help="run folder or .h5 weights in one")
+    evaluate.add_argument("--model", required=True,
+                          help="run folder, .h5 weights in one, or a .tflite model")
     evaluate.add_argument("--data", required=True, help="dataset folder")
     evaluate.add_argument("--split", default="val", help="train, val or test")
     evaluate.add_argument("--limit", type=int, default=None, help="first N images only")
@@ -170,7 +171,7 @@ def run_train(args) -> dict:
 def run_eval(args) -> dict:
     from fcnedge.train.data import find_pairs, load_split
     from fcnedge.train.evaluate import (evaluate_predictor, format_scores_table,
-                                        keras_predictor, plot_confusion)
+                                        keras_predictor, plot_confusion, tflite_predictor)
     from fcnedge.runtime.fileio import write_json_atomic, write_text_atomic
     from fcnedge.train.trainer import load_trained_model
 
@@ -179,15 +180,25 @@ def run_eval(args) -> dict:
     model_path = Path(args.model)
     if not model_path.exists():
         raise InputError(f"--model {model_path}: not found")
-    model, config, labels, _ = load_trained_model(model_path)
+    if model_path.suffix == ".tflite":
+        # The runtime's own code path, so the score is the one a device would get.
+        predict = tflite_predictor(model_path)
+        segmenter = predict.segmenter
+        input_hw, labels, name = segmenter.input_hw, segmenter.labels, model_path.stem
+        batch_size = 1
+    else:
+        model, config, labels, _ = load_trained_model(model_path)
+        predict, input_hw, name = keras_predictor(model), config.input_hw, config.name
+        batch_size = args.batch_size
     pairs = find_pairs(args.data, args.split, args.limit)
-    arrays = load_split(pairs, config.input_hw, labels)
-    scores = evaluate_predictor(keras_predictor(model), arrays.images, arrays.full_masks, labels,
-                                batch_size=args.batch_size,
-                                progress=_progress_printer("images"))
+    arrays = load_split(pairs, input_hw, labels)
+    scores = evaluate_predictor(predict, arrays.images, arrays.full_masks, labels,
+                                batch_size=batch_size, progress=_progress_printer("images"))
     run_dir = model_path if model_path.is_dir() else model_path.parent
-    out = Path(args.out) if args.out else run_dir / f"eval-{args.split}"
-    title = f"{config.name} on {args.split} ({len(pairs)} images)"
+    default_out = (run_dir / f"eval-{args.split}" if model_path.suffix != ".tflite"
+                   else run_dir / f"eval-{model_path.stem}-{args.split}")
+    out = Path(args.out) if args.out else default_out
+    title = f"{name} on {args.split} ({len(pairs)} images)"
     table = format_scores_table(scores, title)
     print(table)
     result = {"model": str(model_path), "split": args.split, "images": len(pairs),

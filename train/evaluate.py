@@ -51,6 +51,19 @@ def keras_predictor(model) -> Predictor:
     return predict
 
 
+def tflite_predictor(model_path, num_threads: int | None = None) -> Predictor:
+    """Argmax of a TFLite model through the runtime (the code that ships), one image at a time."""
+    from fcnedge.runtime.segmenter import Segmenter, SegmenterOptions
+
+    segmenter = Segmenter(model_path, SegmenterOptions(num_threads=num_threads))
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        return np.stack([segmenter.segment_rgb(image) for image in images])
+
+    predict.segmenter = segmenter
+    return predict
+
+
 def format_scores_table(scores: SegmentationScores, title: str = "") -> str:
     """A markdown table of per-class IoU, mIoU and pixel accuracy (percent)."""
     lines = [f"### {title}" if title else "", "| class | IoU % |", "|---|---:|"]

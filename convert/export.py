@@ -1,0 +1,79 @@
+"""Keras FCN -> TFLite bytes, one small function per format, with the export rules applied.
+
+Every format is exported from a concrete function with a fixed (1, H, W, 3) input, so no
+SHAPE/PACK/STRIDED_SLICE ops appear and the graph stays one XNNPACK partition; the output is
+the logits tensor.
+"""
+from __future__ import annotations
+
+import enum
+from typing import Iterable
+
+import numpy as np
+
+from fcnedge.runtime.errors import InputError
+from fcnedge.train.tfcompat import tf
+
+
+class Format(str, enum.Enum):
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+    DYNAMIC = "dynamic"        # int8 weights, float activations
+    INT8_PTQ = "int8-ptq"      # full integer, calibrated on training images
+
+
+INTEGER_FORMATS = (Format.INT8_PTQ,)
+IO_TYPES = ("int8", "uint8")
+
+
+def parse_formats(text: str) -> list[Format]:
+    """'float32,int8-ptq' -> [Format.FLOAT32, Format.INT8_PTQ]; InputError on unknown names."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    known = [f.value for f in Format]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise InputError(f"--formats: got {text!r}, expected a comma-separated list of "
+                         f"{', '.join(known)}")
+    return [Format(name) for name in dict.fromkeys(names)]
+
+
+def _converter(model):
+    height, width = model.input_shape[1:3]
+    spec = tf.TensorSpec([1, height, width, 3], tf.float32, name="image")
+    concrete = tf.function(lambda image: model(image, training=False)).get_concrete_function(spec)
+    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+
+
+def to_tflite(model, fmt: Format, calibration: Iterable[np.ndarray] | None = None,
+              io_type: str = "int8") -> bytes:
+    """Converts a Keras model to one TFLite format.
+
+    Args:
+      calibration: RGB uint8 images at the model's input size (int8-ptq only). Natural images
+        span 0..255, which makes the int8 input scale 1 and zero point -128.
+      io_type: int8 or uint8 (EdgeTPU) input and output for the integer formats.
+    """
+    fmt = Format(fmt)
+    converter = _converter(model)
+    if fmt is Format.FLOAT16:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif fmt is Format.DYNAMIC:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif fmt is Format.INT8_PTQ:
+        if io_type not in IO_TYPES:
+            raise InputError(f"--io: got {io_type!r}, expected int8 or uint8")
+        images = [] if calibration is None else [np.asarray(image) for image in calibration]
+        if not images:
+            raise InputError("int8-ptq needs calibration images (--calib-samples > 0)")
+
+        def representative():
+            for image in images:
+                yield [image[np.newaxis].astype(np.float32)]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8 if io_type == "int8" else tf.uint8
+        converter.inference_output_type = tf.int8 if io_type == "int8" else tf.uint8
+    return converter.convert()

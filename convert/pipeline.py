@@ -1,0 +1,177 @@
+"""`fcnedge convert`: export formats, check the export rules, write cards, verify on val.
+
+Steps, in order: (1) check every input before any work; (2) load the trained model and the
+calibration images; (3) per format: convert, inspect the ops, write the .tflite and its card
+atomically; (4) score the float model and every file on the val split with the one metric
+code, and report the drop per format.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fcnedge.convert.export import INTEGER_FORMATS, Format, to_tflite
+from fcnedge.convert.inspect import export_rule_violations, read_graph
+from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.fileio import write_bytes_atomic, write_json_atomic
+from fcnedge.runtime.segmenter import card_path
+
+log = logging.getLogger("fcnedge.convert")
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    model: str
+    data: str
+    out: str
+    formats: tuple[Format, ...] = (Format.FLOAT32, Format.INT8_PTQ)
+    calib_samples: int = 64
+    io_type: str = "int8"
+    verify: bool = True
+    val_split: str = "val"
+    limit_val: int | None = None
+    max_drop: float | None = None
+    overwrite: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.calib_samples < 1:
+            raise InputError(f"--calib-samples: got {self.calib_samples}, expected at least 1")
+        if self.max_drop is not None and self.max_drop < 0:
+            raise InputError(f"--max-drop: got {self.max_drop}, expected points >= 0")
+
+
+@dataclass
+class FormatRow:
+    format: str
+    path: str
+    size_mb: float
+    miou: float | None = None
+    delta: float | None = None
+    worst_classes: list = field(default_factory=list)
+    per_class_iou: dict = field(default_factory=dict)
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise InputError(f"--out {out}: folder exists and holds files; pass --overwrite to "
+                             "replace them")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def model_card(fmt: Format, graph, config, labels, info: dict, options: ConvertOptions,
+               size: int) -> dict:
+    """What `run`, `eval` and `bench` need to use a model from its path alone."""
+    inp, outp = graph.inputs[0], graph.outputs[0]
+    normalisation = ("x / 127.5 - 1 (in the graph)" if config.backbone == "mobilenetv2"
+                     else "x - ImageNet RGB mean (in the graph)")
+    return {
+        "format": "fcnedge-model/1",
+        "model_format": fmt.value,
+        "labels": labels.to_dict(),
+        "input": {"size": list(config.input_hw), "channels": "RGB", "pixel_range": [0, 255],
+                  "normalisation": normalisation, "resize": "stretch, bilinear",
+                  "dtype": inp.dtype, "scale": inp.scale, "zero_point": inp.zero_point},
+        "output": {"kind": "logits", "dtype": outp.dtype, "shape": list(outp.shape),
+                   "scale": outp.scale, "zero_point": outp.zero_point},
+        "architecture": config.to_dict(),
+        "source_model": str(options.model),
+        "data": str(options.data),
+        "calibration_samples": options.calib_samples if fmt in INTEGER_FORMATS else None,
+        "size_bytes": size,
+        "ops": graph.op_counts,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "training": {k: info.get("train", {}).get(k) for k in ("epochs", "class_weights")},
+    }
+
+
+def convert(options: ConvertOptions, progress=None) -> dict:
+    """Runs the steps in the module docstring; returns the verification table as a dict."""
+    from fcnedge.train.data import find_pairs, load_split
+    from fcnedge.train.evaluate import evaluate_predictor, keras_predictor, tflite_predictor
+    from fcnedge.train.trainer import load_trained_model
+
+    # 1. Inputs first.
+    out = Path(options.out)
+    model_path = Path(options.model)
+    if not model_path.exists():
+        raise InputError(f"--model {model_path}: not found")
+    calib_pairs = find_pairs(options.data, "train")
+    val_pairs = find_pairs(options.data, options.val_split, options.limit_val) \
+        if options.verify else []
+    _prepare_out(out, options.overwrite)
+
+    # 2. Model and calibration images (a seeded sample of the training split).
+    model, config, labels, info = load_trained_model(model_path)
+    rng = np.random.default_rng(options.seed)
+    chosen = rng.choice(len(calib_pairs), size=min(options.calib_samples, len(calib_pairs)),
+                        replace=False)
+    calibration = load_split([calib_pairs[i] for i in sorted(chosen)], config.input_hw,
+                             labels).images
+
+    # 3. One file and one card per format.
+    rows, written = [], {}
+    stem = config.name
+    for fmt in options.formats:
+        log.info("converting %s", fmt.value)
+        data = to_tflite(model, fmt, calibration, options.io_type)
+        path = out / f"{stem}_{fmt.value}.tflite"
+        write_bytes_atomic(path, data)
+        graph = read_graph(path)
+        problems = export_rule_violations(graph, integer_io=fmt in INTEGER_FORMATS)
+        if problems:
+            raise RuntimeError(f"{path}: breaks the export rules: {'; '.join(problems)}")
+        card = model_card(fmt, graph, config, labels, info, options, len(data))
+        write_json_atomic(card_path(path), card)
+        written[fmt] = (path, card)
+        rows.append(FormatRow(fmt.value, str(path), round(len(data) / 2**20, 3)))
+
+    result = {"model": str(model_path), "out": str(out), "rows": []}
+    if options.verify:
+        # 4. Verification with the trainer's metric code.
+        arrays = load_split(val_pairs, config.input_hw, labels)
+        reference = evaluate_predictor(keras_predictor(model), arrays.images,
+                                       arrays.full_masks, labels)
+        result["keras_miou"] = round(100 * reference.mean_iou, 2)
+        for row in rows:
+            fmt = Format(row.format)
+            scores = evaluate_predictor(tflite_predictor(row.path), arrays.images,
+                                        arrays.full_masks, labels, batch_size=1)
+            report = scores.to_dict()
+            row.miou = report["miou"]
+            row.delta = round(row.miou - result["keras_miou"], 2)
+            row.per_class_iou = report["per_class_iou"]
+            reference_iou = reference.to_dict()["per_class_iou"]
+            deltas = {name: round(value - reference_iou[name], 2)
+                      for name, value in report["per_class_iou"].items()
+                      if value is not None and reference_iou[name] is not None}
+            row.worst_classes = sorted(deltas.items(), key=lambda item: item[1])[:3]
+            path, card = written[fmt]
+            card["verification"] = {"split": options.val_split, "images": len(val_pairs),
+                                    "miou": row.miou, "keras_miou": result["keras_miou"],
+                                    "delta": row.delta, "per_class_iou": row.per_class_iou}
+            write_json_atomic(card_path(path), card)
+    result["rows"] = [row.__dict__ for row in rows]
+    result["table"] = format_table(result)
+    return result
+
+
+def format_table(result: dict) -> str:
+    lines = ["| format | size MB | mIoU % | delta vs Keras | worst classes (delta) |",
+             "|---|---:|---:|---:|---|"]
+    if "keras_miou" in result:
+        lines.append(f"| keras float32 | | {result['keras_miou']:.2f} | | |")
+    for row in result["rows"]:
+        worst = ", ".join(f"{name} {delta:+.1f}" for name, delta in row["worst_classes"])
+        miou = "" if row["miou"] is None else f"{row['miou']:.2f}"
+        delta = "" if row["delta"] is None else f"{row['delta']:+.2f}"
+        lines.append(f"| {row['format']} | {row['size_mb']:.2f} | {miou} | {delta} | {worst} |")
+    return "\n".join(lines) + "\n"

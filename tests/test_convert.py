@@ -1,0 +1,115 @@
+"""Converter: every format from a synthetic-trained model, export rules, cards, verification."""
+import json
+
+import numpy as np
+import pytest
+
+from fcnedge.cli import main
+from fcnedge.convert.export import Format, parse_formats
+from fcnedge.convert.inspect import export_rule_violations, read_graph
+from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.interpreter import make_interpreter
+
+
+@pytest.fixture(scope="module")
+def converted(synth_data, tmp_path_factory):
+    """A briefly trained run, converted to every format with verification."""
+    from fcnedge.convert.pipeline import ConvertOptions, convert
+    from fcnedge.train.models import ModelConfig
+    from fcnedge.train.trainer import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("convert")
+    run = train(TrainConfig(data=str(synth_data), out=str(root / "run"),
+                            model=ModelConfig(input_hw=(96, 128)), epochs=6,
+                            learning_rate=3e-3), verbose=0).run_dir
+    result = convert(ConvertOptions(model=str(run), data=str(synth_data), out=str(root / "out"),
+                                    formats=tuple(Format), calib_samples=16))
+    return run, result
+
+
+def test_every_format_is_written_with_a_card(converted):
+    _, result = converted
+    assert [row["format"] for row in result["rows"]] == [f.value for f in Format]
+    for row in result["rows"]:
+        card = json.loads(open(row["path"].replace(".tflite", ".json")).read())
+        assert card["model_format"] == row["format"] and card["labels"]["void_id"] == 11
+        assert card["input"]["size"] == [96, 128] and card["output"]["kind"] == "logits"
+        assert card["verification"]["miou"] == row["miou"]
+
+
+def test_int8_io_types_and_scales_match_the_card(converted):
+    _, result = converted
+    row = next(r for r in result["rows"] if r["format"] == "int8-ptq")
+    card = json.loads(open(row["path"].replace(".tflite", ".json")).read())
+    interpreter, _ = make_interpreter(row["path"])
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    assert inp["dtype"] == np.int8 and out["dtype"] == np.int8
+    assert inp["quantization"] == pytest.approx((card["input"]["scale"],
+                                                 card["input"]["zero_point"]))
+    assert out["quantization"] == pytest.approx((card["output"]["scale"],
+                                                 card["output"]["zero_point"]))
+    assert row["size_mb"] < 0.5 * next(r for r in result["rows"]
+                                       if r["format"] == "float32")["size_mb"]
+
+
+def test_exported_graphs_follow_the_export_rules(converted):
+    _, result = converted
+    for row in result["rows"]:
+        graph = read_graph(row["path"])
+        integer = row["format"] == "int8-ptq"
+        assert export_rule_violations(graph, integer_io=integer) == [], row["format"]
+        assert graph.inputs[0].shape == (1, 96, 128, 3)
+        assert "SOFTMAX" not in graph.ops
+
+
+def test_rule_check_flags_a_dynamic_batch_and_softmax(tmp_path):
+    from fcnedge.train.tfcompat import keras, tf
+
+    inputs = keras.Input((32, 32, 3))            # batch left dynamic
+    logits = keras.layers.Conv2D(11, 1)(inputs)
+    model = keras.Model(inputs, keras.layers.Softmax()(logits))
+    path = tmp_path / "dynamic.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    problems = export_rule_violations(read_graph(path), integer_io=True)
+    text = " ".join(problems)
+    assert "dynamic shape" in text and "SOFTMAX" in text and "expected int8" in text
+
+
+def test_verification_equals_a_direct_eval(converted, synth_data, tmp_path, capsys):
+    _, result = converted
+    row = next(r for r in result["rows"] if r["format"] == "int8-ptq")
+    code = main(["eval", "--model", row["path"], "--data", str(synth_data), "--out",
+                 str(tmp_path / "e"), "--json", str(tmp_path / "e.json")])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "e.json").read_text())["miou"] == row["miou"]
+
+
+def test_quantized_formats_stay_close_to_float(converted):
+    _, result = converted
+    for row in result["rows"]:
+        assert abs(row["delta"]) < 5.0, row
+
+
+def test_bad_convert_inputs(converted, synth_data, tmp_path, capsys):
+    run, result = converted
+    cases = [
+        (["--formats", "int4"], "--formats: got 'int4'"),
+        (["--calib-samples", "0"], "--calib-samples: got 0"),
+        (["--model", str(tmp_path / "nope")], "nope: not found"),
+        (["--out", result["out"]], "holds files; pass --overwrite"),
+        (["--data", str(tmp_path)], "no 'train' split"),
+    ]
+    for extra, message in cases:
+        argv = {"--model": str(run), "--data": str(synth_data), "--out": str(tmp_path / "o")}
+        for flag, value in zip(extra[::2], extra[1::2]):
+            argv[flag] = value
+        code = main(["convert", *[item for pair in argv.items() for item in pair]])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err, (extra, err)
+
+
+def test_parse_formats():
+    assert parse_formats("float32, int8-ptq,float32") == [Format.FLOAT32, Format.INT8_PTQ]
+    with pytest.raises(InputError):
+        parse_formats("")
