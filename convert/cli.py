@@ -28,6 +28,9 @@ def add_parsers(subparsers) -> None:
     convert.add_argument("--max-drop", type=float, default=None,
                          help="exit 1 when a format loses more than this many mIoU points")
     convert.add_argument("--overwrite", action="store_true", help="replace files in --out")
+    convert.add_argument("--edgetpu", action="store_true",
+                         help="EdgeTPU report for integer models; compile when "
+                         "edgetpu_compiler is installed")
     add_common(convert)
     convert.set_defaults(handler=run_convert)
 
@@ -40,7 +43,8 @@ def run_convert(args) -> dict:
                              formats=tuple(parse_formats(args.formats)),
                              calib_samples=args.calib_samples, io_type=args.io,
                              verify=not args.no_verify, limit_val=args.limit_val,
-                             max_drop=args.max_drop, overwrite=args.overwrite)
+                             max_drop=args.max_drop, overwrite=args.overwrite,
+                             edgetpu=args.edgetpu)
     result = convert(options)
     print(result["table"])
     if options.max_drop is not None:

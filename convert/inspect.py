@@ -27,6 +27,7 @@ class TensorInfo:
     shape_signature: tuple[int, ...]
     scale: float | None
     zero_point: int | None
+    constant: bool = False      # weights and biases: data stored in the file
 
     @property
     def dynamic(self) -> bool:
@@ -34,11 +35,18 @@ class TensorInfo:
 
 
 @dataclass(frozen=True)
+class OpInfo:
+    name: str
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+
+
+@dataclass(frozen=True)
 class ModelGraph:
     ops: tuple[str, ...]                 # builtin (or custom) op name per node, in order
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
-    tensor_types: tuple[str, ...] = field(repr=False, default=())
+    nodes: tuple[OpInfo, ...] = field(repr=False, default=())
 
     @property
     def op_counts(self) -> dict:
@@ -51,8 +59,10 @@ def _schema():
     return schema
 
 
-def _tensor_info(schema, subgraph, index: int) -> TensorInfo:
+def _tensor_info(schema, model, subgraph, index: int) -> TensorInfo:
     tensor = subgraph.Tensors(index)
+    buffer = model.Buffers(tensor.Buffer()) if tensor.Buffer() < model.BuffersLength() else None
+    constant = bool(buffer is not None and (buffer.DataLength() or buffer.Size()))
     type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     shape = tuple(int(v) for v in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
     signature = (tuple(int(v) for v in tensor.ShapeSignatureAsNumpy())
@@ -64,7 +74,7 @@ def _tensor_info(schema, subgraph, index: int) -> TensorInfo:
         zero_point = int(quant.ZeroPoint(0)) if quant.ZeroPointLength() else 0
     name = tensor.Name().decode("utf-8", "replace") if tensor.Name() else ""
     return TensorInfo(name, type_names.get(tensor.Type(), str(tensor.Type())).lower(), shape,
-                      signature, scale, zero_point)
+                      signature, scale, zero_point, constant)
 
 
 def read_graph(path: str | os.PathLike) -> ModelGraph:
@@ -76,22 +86,28 @@ def read_graph(path: str | os.PathLike) -> ModelGraph:
         subgraph = model.Subgraphs(0)
         op_names = {v: k for k, v in vars(schema.BuiltinOperator).items()
                     if not k.startswith("_")}
-        ops = []
+        tensors = [_tensor_info(schema, model, subgraph, i)
+                   for i in range(subgraph.TensorsLength())]
+        ops, nodes = [], []
         for i in range(subgraph.OperatorsLength()):
-            code = model.OperatorCodes(subgraph.Operators(i).OpcodeIndex())
+            operator = subgraph.Operators(i)
+            code = model.OperatorCodes(operator.OpcodeIndex())
             builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
             if builtin == schema.BuiltinOperator.CUSTOM:
-                ops.append(f"CUSTOM:{code.CustomCode().decode()}")
+                name = f"CUSTOM:{code.CustomCode().decode()}"
             else:
-                ops.append(op_names.get(builtin, str(builtin)))
-        inputs = tuple(_tensor_info(schema, subgraph, int(i)) for i in subgraph.InputsAsNumpy())
-        outputs = tuple(_tensor_info(schema, subgraph, int(i))
-                        for i in subgraph.OutputsAsNumpy())
-        types = tuple(_tensor_info(schema, subgraph, i).dtype
-                      for i in range(subgraph.TensorsLength()))
+                name = op_names.get(builtin, str(builtin))
+            ops.append(name)
+            node_inputs = tuple(tensors[int(t)] for t in operator.InputsAsNumpy() if t >= 0) \
+                if operator.InputsLength() else ()
+            node_outputs = tuple(tensors[int(t)] for t in operator.OutputsAsNumpy() if t >= 0) \
+                if operator.OutputsLength() else ()
+            nodes.append(OpInfo(name, node_inputs, node_outputs))
+        inputs = tuple(tensors[int(i)] for i in subgraph.InputsAsNumpy())
+        outputs = tuple(tensors[int(i)] for i in subgraph.OutputsAsNumpy())
     except (IndexError, AttributeError, ValueError, TypeError) as err:
         raise InputError(f"{path}: TFLite flatbuffer could not be parsed ({err})") from err
-    return ModelGraph(tuple(ops), inputs, outputs, types)
+    return ModelGraph(tuple(ops), inputs, outputs, tuple(nodes))
 
 
 def export_rule_violations(graph: ModelGraph, integer_io: bool = False) -> list[str]:

@@ -38,6 +38,7 @@ class ConvertOptions:
     limit_val: int | None = None
     max_drop: float | None = None
     overwrite: bool = False
+    edgetpu: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -135,6 +136,8 @@ def convert(options: ConvertOptions, progress=None) -> dict:
         rows.append(FormatRow(fmt.value, str(path), round(len(data) / 2**20, 3)))
 
     result = {"model": str(model_path), "out": str(out), "rows": []}
+    if options.edgetpu:
+        result["edgetpu"] = _edgetpu_step(written, out)
     if options.verify:
         # 4. Verification with the trainer's metric code.
         arrays = load_split(val_pairs, config.input_hw, labels)
@@ -162,6 +165,29 @@ def convert(options: ConvertOptions, progress=None) -> dict:
     result["rows"] = [row.__dict__ for row in rows]
     result["table"] = format_table(result)
     return result
+
+
+def _edgetpu_step(written: dict, out: Path) -> dict:
+    """Static report for each integer model; the compiler's output when it is installed."""
+    from fcnedge.convert.edgetpu import compile_for_edgetpu, edgetpu_report, format_report
+
+    reports = {}
+    for fmt, (path, _) in written.items():
+        if fmt not in INTEGER_FORMATS:
+            continue
+        report = edgetpu_report(read_graph(path))
+        write_json_atomic(path.with_name(f"{path.stem}.edgetpu-report.json"), report)
+        log.info("%s", format_report(report, path.name))
+        compiled = compile_for_edgetpu(path, out)
+        if compiled is None:
+            log.info("edgetpu_compiler not found (Coral's Debian package edgetpu-compiler, "
+                     "x86-64 Linux): wrote the static report only")
+        reports[fmt.value] = {"fully_mapped": report["fully_mapped"],
+                              "counts": report["counts"],
+                              "compiled": str(compiled) if compiled else None}
+    if not reports:
+        log.info("--edgetpu: no integer format was exported (add int8-ptq to --formats)")
+    return reports
 
 
 def format_table(result: dict) -> str:

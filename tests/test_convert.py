@@ -113,3 +113,50 @@ def test_parse_formats():
     assert parse_formats("float32, int8-ptq,float32") == [Format.FLOAT32, Format.INT8_PTQ]
     with pytest.raises(InputError):
         parse_formats("")
+
+
+def test_edgetpu_report_maps_the_int8_model_and_flags_float(converted):
+    from fcnedge.convert.edgetpu import edgetpu_report, format_report
+
+    _, result = converted
+    paths = {row["format"]: row["path"] for row in result["rows"]}
+    int8 = edgetpu_report(read_graph(paths["int8-ptq"]))
+    assert int8["counts"]["cpu"] == 0, format_report(int8, "int8")
+    assert any(v["op"] == "RESIZE_BILINEAR" and v["status"] == "maybe" for v in int8["verdicts"])
+    floats = edgetpu_report(read_graph(paths["float32"]))
+    assert not floats["fully_mapped"]
+    assert "float32; the Edge TPU runs 8-bit only" in floats["first_fallback"]["reason"]
+
+
+def test_edgetpu_report_flags_a_dynamic_shape_model(tmp_path):
+    from fcnedge.convert.edgetpu import edgetpu_report
+    from fcnedge.train.tfcompat import keras, tf
+
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(4, 3, padding="same")(inputs))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: (
+        [np.random.default_rng(i).uniform(0, 1, (1, 8, 8, 3)).astype(np.float32)]
+        for i in range(4))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    path = tmp_path / "dynamic_int8.tflite"
+    path.write_bytes(converter.convert())
+    report = edgetpu_report(read_graph(path))
+    assert not report["fully_mapped"]
+    assert "dynamic shape" in report["first_fallback"]["reason"]
+
+
+def test_convert_cli_edgetpu_without_compiler(converted, synth_data, tmp_path, capsys):
+    run, _ = converted
+    code = main(["convert", "--model", str(run), "--data", str(synth_data), "--out",
+                 str(tmp_path / "tpu"), "--formats", "int8-ptq", "--io", "uint8", "--edgetpu",
+                 "--no-verify", "--calib-samples", "4", "--json", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["edgetpu"]["int8-ptq"]["compiled"] is None
+    assert (tmp_path / "tpu" / "fcn8s_mobilenetv2_int8-ptq.edgetpu-report.json").is_file()
+    interpreter, _ = make_interpreter(tmp_path / "tpu" / "fcn8s_mobilenetv2_int8-ptq.tflite")
+    assert interpreter.get_input_details()[0]["dtype"] == np.uint8
