@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,8 @@ import numpy as np
 from fcnedge.convert.export import INTEGER_FORMATS, Format, to_tflite
 from fcnedge.convert.inspect import export_rule_violations, read_graph
 from fcnedge.runtime.errors import InputError
-from fcnedge.runtime.fileio import write_bytes_atomic, write_json_atomic
+from fcnedge.runtime.fileio import (prepare_output_folder, write_bytes_atomic,
+                                    write_json_atomic)
 from fcnedge.runtime.segmenter import card_path
 
 log = logging.getLogger("fcnedge.convert")
@@ -57,15 +57,6 @@ class FormatRow:
     delta: float | None = None
     worst_classes: list = field(default_factory=list)
     per_class_iou: dict = field(default_factory=dict)
-
-
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise InputError(f"--out {out}: folder exists and holds files; pass --overwrite to "
-                             "replace them")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def model_card(fmt: Format, graph, config, labels, info: dict, options: ConvertOptions,
@@ -108,7 +99,7 @@ def convert(options: ConvertOptions, progress=None) -> dict:
     calib_pairs = find_pairs(options.data, "train")
     val_pairs = find_pairs(options.data, options.val_split, options.limit_val) \
         if options.verify else []
-    _prepare_out(out, options.overwrite)
+    prepare_output_folder(out, options.overwrite)
 
     # 2. Model and calibration images (a seeded sample of the training split).
     model, config, labels, info = load_trained_model(model_path)

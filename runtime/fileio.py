@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -62,3 +63,21 @@ def write_image_atomic(path: str | os.PathLike, image) -> Path:
     if not ok:
         raise OSError(f"{path}: OpenCV could not encode a {suffix} image of shape {image.shape}")
     return write_bytes_atomic(path, encoded.tobytes())
+
+
+def prepare_output_folder(folder: str | os.PathLike, overwrite: bool, flag: str = "--out",
+                          hint: str = "pass --overwrite to replace them") -> Path:
+    """Creates an empty output folder; one holding files is replaced only with `overwrite`.
+
+    Raises:
+      InputError: the folder holds files and `overwrite` is False (nothing is touched).
+    """
+    from fcnedge.runtime.errors import InputError
+
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        if not overwrite:
+            raise InputError(f"{flag} {folder}: folder exists and holds files; {hint}")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

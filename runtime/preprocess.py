@@ -58,15 +58,7 @@ def check_divisible(size_hw: tuple[int, int], divisor: int = 32, *, name: str = 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Reads a colour image as BGR uint8; raises InputError naming the file if it cannot."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: image file not found")
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise InputError(f"{path}: not a readable image (empty, truncated or not an image format)")
-    _check_complete_png(path, data)
-    return image
+    return _decode(path, cv2.IMREAD_COLOR, "image")
 
 
 def read_mask(path: str | os.PathLike, num_labels: int | None = None) -> np.ndarray:
@@ -76,14 +68,7 @@ def read_mask(path: str | os.PathLike, num_labels: int | None = None) -> np.ndar
       path: a lossless image whose pixel values are label ids.
       num_labels: when given, ids must lie in 0..num_labels-1.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: mask file not found")
-    data = np.fromfile(path, dtype=np.uint8)
-    mask = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if mask is None:
-        raise InputError(f"{path}: not a readable mask image (empty, truncated or not an image)")
-    _check_complete_png(path, data)
+    mask = _decode(path, cv2.IMREAD_UNCHANGED, "mask")
     if mask.ndim == 3:
         # Some tools save label maps as 3 equal channels; anything else is a colour image.
         if not (np.array_equal(mask[..., 0], mask[..., 1])
@@ -98,6 +83,19 @@ def read_mask(path: str | os.PathLike, num_labels: int | None = None) -> np.ndar
         if top >= num_labels:
             raise InputError(f"{path}: label id {top} is outside 0..{num_labels - 1}")
     return mask
+
+
+def _decode(path: str | os.PathLike, flags: int, what: str) -> np.ndarray:
+    """Reads and decodes an image file, with errors that name the file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: {what} file not found")
+    data = np.fromfile(path, dtype=np.uint8)
+    decoded = cv2.imdecode(data, flags) if data.size else None
+    if decoded is None:
+        raise InputError(f"{path}: not a readable {what} (empty, truncated or not an image)")
+    _check_complete_png(path, data)
+    return decoded
 
 
 def _check_complete_png(path: str, data: np.ndarray) -> None:

@@ -88,7 +88,7 @@ def test_resume_continues_at_the_right_epoch_and_learning_rate(synth_data, tmp_p
 def test_refuses_to_overwrite_a_run(synth_data, tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.txt").write_text("mine")
-    with pytest.raises(InputError, match="not empty.*--resume.*--overwrite"):
+    with pytest.raises(InputError, match="holds files.*--resume.*--overwrite"):
         train(small_config(synth_data, tmp_path / "run"), verbose=0)
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fcnedge.runtime.errors import InputError
-from fcnedge.runtime.fileio import atomic_path, write_json_atomic
+from fcnedge.runtime.fileio import atomic_path, prepare_output_folder, write_json_atomic
 from fcnedge.runtime.labels import CAMVID, LabelSet
 from fcnedge.train.data import (find_pairs, label_histogram, load_split,
                                 median_frequency_weights)
@@ -186,12 +186,8 @@ def _prepare_run_dir(config: TrainConfig, resume: bool, overwrite: bool) -> tupl
         config = replace(stored_config, data=config.data, out=config.out, epochs=config.epochs,
                          threads=config.threads)
         return config, stored
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise InputError(f"--out {run_dir}: folder exists and is not empty; pass --resume to "
-                             "continue that run or --overwrite to replace it")
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    prepare_output_folder(run_dir, overwrite,
+                          hint="pass --resume to continue that run or --overwrite to replace it")
     return config, {}
 
 
