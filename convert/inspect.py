@@ -10,8 +10,6 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.interpreter import check_model_file
 
@@ -129,7 +127,3 @@ def export_rule_violations(graph: ModelGraph, integer_io: bool = False) -> list[
                 problems.append(f"tensor {tensor.name} is {tensor.dtype}, expected int8 or uint8")
     return problems
 
-
-def numpy_dtype(name: str):
-    return np.dtype({"float32": np.float32, "int8": np.int8, "uint8": np.uint8,
-                     "float16": np.float16}.get(name, np.float32))

@@ -12,7 +12,6 @@ import signal
 import sys
 import threading
 
-from fcnedge.runtime.errors import InputError
 
 log = logging.getLogger("fcnedge")
 

@@ -1,5 +1,4 @@
 """`fcnedge data camvid`: the offline error path, and the happy path on a local archive."""
-import io
 import zipfile
 
 import pytest

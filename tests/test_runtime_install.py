@@ -1,6 +1,5 @@
 """`pip install .` gives a working runtime with no TensorFlow at all."""
 import subprocess
-import sys
 import venv
 
 import pytest

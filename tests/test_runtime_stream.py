@@ -1,6 +1,5 @@
 """Sources, sinks and the streaming loop; Ctrl-C/SIGTERM leave a playable mp4; no TensorFlow."""
 import json
-import os
 import signal
 import subprocess
 import sys
