@@ -149,17 +149,19 @@ class Segmenter:
                 self._ema *= self.options.smooth
                 self._ema += (1.0 - self.options.smooth) * logits
             raw = self._ema
-        np.argmax(raw, axis=-1, out=self._argmax)
-        input_labels = self._argmax.astype(np.uint8)
+        input_labels = self._label_map(raw)
         return labels_to_frame(input_labels, geometry), input_labels
+
+    def _label_map(self, raw: np.ndarray) -> np.ndarray:
+        # argmax into a reused index buffer; only the uint8 result is new per frame.
+        np.argmax(raw, axis=-1, out=self._argmax)
+        return self._argmax.astype(np.uint8)
 
     def segment_rgb(self, rgb: np.ndarray) -> np.ndarray:
         """Label map (input size) of an RGB image already at the input size, as evaluation uses."""
         _, tensor = self._workspace
         adapters.rgb_to_input(rgb, self._input, out=tensor[0], lut=self._lut)
-        raw = self.infer(tensor)
-        np.argmax(raw, axis=-1, out=self._argmax)
-        return self._argmax.astype(np.uint8)
+        return self._label_map(self.infer(tensor))
 
     def segment(self, frame_bgr: np.ndarray) -> Segmentation:
         """Segments one HxWx3 uint8 BGR frame (the three stages in a row)."""
