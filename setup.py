@@ -3,7 +3,6 @@
 The repository keeps the four parts at the top level (runtime/, train/, convert/, benchmarks/);
 installed, they live under one namespace, fcnedge.*, so nothing collides with other packages'
 `train` or `benchmarks`. `pip install .` brings the runtime alone; `.[train]` adds TensorFlow.
-(benchmarks/ joins PACKAGE_DIRS when it holds code.)
 """
 from setuptools import setup
 
@@ -12,6 +11,7 @@ PACKAGE_DIRS = {
     "fcnedge.runtime": "runtime",
     "fcnedge.train": "train",
     "fcnedge.convert": "convert",
+    "fcnedge.benchmarks": "benchmarks",
 }
 
 RUNTIME_REQUIRES = [

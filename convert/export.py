@@ -20,9 +20,10 @@ class Format(str, enum.Enum):
     FLOAT16 = "float16"
     DYNAMIC = "dynamic"        # int8 weights, float activations
     INT8_PTQ = "int8-ptq"      # full integer, calibrated on training images
+    INT8_QAT = "int8-qat"      # full integer, ranges learned by quantization-aware training
 
 
-INTEGER_FORMATS = (Format.INT8_PTQ,)
+INTEGER_FORMATS = (Format.INT8_PTQ, Format.INT8_QAT)
 IO_TYPES = ("int8", "uint8")
 
 
@@ -49,20 +50,20 @@ def to_tflite(model, fmt: Format, calibration: Iterable[np.ndarray] | None = Non
     """Converts a Keras model to one TFLite format.
 
     Args:
+      model: a float model, or for int8-qat the fake-quantized model from convert.qat.
       calibration: RGB uint8 images at the model's input size (int8-ptq only). Natural images
         span 0..255, which makes the int8 input scale 1 and zero point -128.
       io_type: int8 or uint8 (EdgeTPU) input and output for the integer formats.
     """
     fmt = Format(fmt)
+    if fmt in INTEGER_FORMATS and io_type not in IO_TYPES:
+        raise InputError(f"--io: got {io_type!r}, expected int8 or uint8")
     converter = _converter(model)
+    if fmt is not Format.FLOAT32:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if fmt is Format.FLOAT16:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
-    elif fmt is Format.DYNAMIC:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif fmt is Format.INT8_PTQ:
-        if io_type not in IO_TYPES:
-            raise InputError(f"--io: got {io_type!r}, expected int8 or uint8")
         images = [] if calibration is None else [np.asarray(image) for image in calibration]
         if not images:
             raise InputError("int8-ptq needs calibration images (--calib-samples > 0)")
@@ -71,9 +72,10 @@ def to_tflite(model, fmt: Format, calibration: Iterable[np.ndarray] | None = Non
             for image in images:
                 yield [image[np.newaxis].astype(np.float32)]
 
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    # int8-qat needs no representative data: its fake-quant nodes carry every range.
+    if fmt in INTEGER_FORMATS:
         converter.inference_input_type = tf.int8 if io_type == "int8" else tf.uint8
         converter.inference_output_type = tf.int8 if io_type == "int8" else tf.uint8
     return converter.convert()

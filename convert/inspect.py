@@ -125,5 +125,11 @@ def export_rule_violations(graph: ModelGraph, integer_io: bool = False) -> list[
         for tensor in graph.inputs + graph.outputs:
             if tensor.dtype not in ("int8", "uint8"):
                 problems.append(f"tensor {tensor.name} is {tensor.dtype}, expected int8 or uint8")
+        # A float tensor between ops is a DEQUANTIZE..QUANTIZE island: slower on CPU, and where
+        # the EdgeTPU compiler meets it, everything after runs on the CPU.
+        islands = sorted({node.name for node in graph.nodes for tensor in node.outputs
+                          if tensor.dtype == "float32"})
+        if islands:
+            problems.append(f"float ops inside an integer model: {', '.join(islands)}")
     return problems
 

@@ -1,7 +1,7 @@
 """`fcnedge convert`: export formats, check the export rules, write cards, verify on val.
 
 Steps, in order: (1) check every input before any work; (2) load the trained model and the
-calibration images; (3) per format: convert, inspect the ops, write the .tflite and its card
+calibration images, and for int8-qat fine-tune a fake-quantized copy (convert.qat); (3) per format: convert, inspect the ops, write the .tflite and its card
 atomically; (4) score the float model and every file on the val split with the one metric
 code, and report the drop per format.
 """
@@ -39,8 +39,17 @@ class ConvertOptions:
     overwrite: bool = False
     edgetpu: bool = False
     seed: int = 0
+    qat_epochs: int = 3
+    qat_lr: float = 2e-5
+    qat_freeze_bn: bool = True
+    qat_batch_size: int = 8
+    limit_train: int | None = None
 
     def __post_init__(self):
+        if self.qat_epochs < 1:
+            raise InputError(f"--qat-epochs: got {self.qat_epochs}, expected at least 1")
+        if not self.qat_lr > 0:
+            raise InputError(f"--qat-lr: got {self.qat_lr}, expected a positive number")
         if self.calib_samples < 1:
             raise InputError(f"--calib-samples: got {self.calib_samples}, expected at least 1")
         if self.max_drop is not None and self.max_drop < 0:
@@ -95,9 +104,11 @@ def convert(options: ConvertOptions, progress=None) -> dict:
     model_path = Path(options.model)
     if not model_path.exists():
         raise InputError(f"--model {model_path}: not found")
-    calib_pairs = find_pairs(options.data, "train")
+    calib_pairs = find_pairs(options.data, "train", options.limit_train)
+    qat = Format.INT8_QAT in options.formats
+    # QAT picks its epoch on val, as the trainer picks its best epoch.
     val_pairs = find_pairs(options.data, options.val_split, options.limit_val) \
-        if options.verify else []
+        if options.verify or qat else []
     prepare_output_folder(out, options.overwrite)
 
     # 2. Model and calibration images (a seeded sample of the training split).
@@ -107,13 +118,19 @@ def convert(options: ConvertOptions, progress=None) -> dict:
                         replace=False)
     calibration = load_split([calib_pairs[i] for i in sorted(chosen)], config.input_hw,
                              labels).images
+    val_arrays = load_split(val_pairs, config.input_hw, labels) if val_pairs else None
+    sources = {fmt: model for fmt in options.formats}
+    qat_history = None
+    if qat:
+        sources[Format.INT8_QAT], qat_history = _quantization_aware_training(
+            model, calib_pairs, val_arrays, calibration, config, labels, info, options)
 
     # 3. One file and one card per format.
     rows, written = [], {}
     stem = config.name
     for fmt in options.formats:
         log.info("converting %s", fmt.value)
-        data = to_tflite(model, fmt, calibration, options.io_type)
+        data = to_tflite(sources[fmt], fmt, calibration, options.io_type)
         path = out / f"{stem}_{fmt.value}.tflite"
         write_bytes_atomic(path, data)
         graph = read_graph(path)
@@ -121,6 +138,10 @@ def convert(options: ConvertOptions, progress=None) -> dict:
         if problems:
             raise RuntimeError(f"{path}: breaks the export rules: {'; '.join(problems)}")
         card = model_card(fmt, graph, config, labels, info, options, len(data))
+        if fmt is Format.INT8_QAT:
+            card["qat"] = {"epochs": options.qat_epochs, "learning_rate": options.qat_lr,
+                           "freeze_batchnorm": options.qat_freeze_bn,
+                           "history": qat_history}
         write_json_atomic(card_path(path), card)
         written[fmt] = (path, card)
         rows.append(FormatRow(fmt.value, str(path), round(len(data) / 2**20, 3)))
@@ -130,7 +151,7 @@ def convert(options: ConvertOptions, progress=None) -> dict:
         result["edgetpu"] = _edgetpu_step(written, out)
     if options.verify:
         # 4. Verification with the trainer's metric code.
-        arrays = load_split(val_pairs, config.input_hw, labels)
+        arrays = val_arrays
         reference = evaluate_predictor(keras_predictor(model), arrays.images,
                                        arrays.full_masks, labels)
         result["keras_miou"] = round(100 * reference.mean_iou, 2)
@@ -152,9 +173,33 @@ def convert(options: ConvertOptions, progress=None) -> dict:
                                     "miou": row.miou, "keras_miou": result["keras_miou"],
                                     "delta": row.delta, "per_class_iou": row.per_class_iou}
             write_json_atomic(card_path(path), card)
+    if qat_history is not None:
+        result["qat_history"] = qat_history
     result["rows"] = [row.__dict__ for row in rows]
     result["table"] = format_table(result)
     return result
+
+
+def _quantization_aware_training(model, train_pairs, val_arrays, calibration, config, labels,
+                                 info, options: ConvertOptions):
+    """Fine-tunes a fake-quantized copy with the run's own loss weights and augmentation."""
+    from fcnedge.convert.qat import QatConfig, fine_tune
+    from fcnedge.train.data import load_split
+    from fcnedge.train.pipeline import AugmentConfig
+
+    train_info = info.get("train", {})
+    class_weights = np.asarray(info.get("class_weights") or np.ones(labels.num_classes),
+                               np.float32)
+    augment = AugmentConfig(**train_info.get("augment", {}))
+    train_arrays = load_split(train_pairs, config.input_hw, labels)
+    qat_config = QatConfig(epochs=options.qat_epochs, learning_rate=options.qat_lr,
+                           batch_size=options.qat_batch_size, freeze_bn=options.qat_freeze_bn,
+                           seed=options.seed)
+    log.info("int8-qat: fine-tuning %d epochs at lr %g on %d images (BatchNorm %s)",
+             qat_config.epochs, qat_config.learning_rate, len(train_pairs),
+             "frozen" if qat_config.freeze_bn else "training")
+    return fine_tune(model, train_arrays, val_arrays, class_weights, labels, augment, qat_config,
+                     calibration=calibration)
 
 
 def _edgetpu_step(written: dict, out: Path) -> dict:
@@ -178,6 +223,20 @@ def _edgetpu_step(written: dict, out: Path) -> dict:
     if not reports:
         log.info("--edgetpu: no integer format was exported (add int8-ptq to --formats)")
     return reports
+
+
+DEFAULT_MAX_DROP = {Format.INT8_QAT.value: 2.0}
+
+
+def drop_failures(result: dict, max_drop: float | None) -> list[str]:
+    """Formats that lost more val mIoU than allowed: --max-drop for every format when given,
+    else 2 points for int8-qat (QAT exists to keep accuracy) and no limit for the rest."""
+    failed = []
+    for row in result["rows"]:
+        limit = max_drop if max_drop is not None else DEFAULT_MAX_DROP.get(row["format"])
+        if limit is not None and row["delta"] is not None and -row["delta"] > limit:
+            failed.append(f"{row['format']} ({row['delta']:+.2f} > -{limit:g})")
+    return failed
 
 
 def format_table(result: dict) -> str:

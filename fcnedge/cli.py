@@ -18,11 +18,12 @@ from fcnedge.runtime.fileio import write_json_atomic
 
 def _subcommand_modules():
     # Each part registers its own subcommands; none of these imports TensorFlow at import time.
+    from fcnedge.benchmarks import cli as bench_cli
     from fcnedge.convert import cli as convert_cli
     from fcnedge.runtime import cli as runtime_cli
     from fcnedge.train import cli as train_cli
 
-    return [train_cli, convert_cli, runtime_cli]
+    return [train_cli, convert_cli, runtime_cli, bench_cli]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)   # for launchers that re-run it
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(message)s", stream=sys.stderr)
     name = " ".join(part for part in (args.command, getattr(args, "action", None)) if part)

@@ -21,6 +21,24 @@ def synth_data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def converted(synth_data, tmp_path_factory):
+    """A briefly trained run (96x128), converted to every format with verification."""
+    from fcnedge.convert.export import Format
+    from fcnedge.convert.pipeline import ConvertOptions, convert
+    from fcnedge.train.models import ModelConfig
+    from fcnedge.train.trainer import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("convert")
+    run = train(TrainConfig(data=str(synth_data), out=str(root / "run"),
+                            model=ModelConfig(input_hw=(96, 128)), epochs=6,
+                            learning_rate=3e-3), verbose=0).run_dir
+    result = convert(ConvertOptions(model=str(run), data=str(synth_data), out=str(root / "out"),
+                                    formats=tuple(Format), calib_samples=16, qat_epochs=1,
+                                    qat_lr=1e-4))
+    return run, result
+
+
+@pytest.fixture(scope="session")
 def camvid_root() -> Path:
     if not (CAMVID / "train").is_dir():
         pytest.skip(f"CamVid not found at {CAMVID} (set FCNEDGE_CAMVID to its folder)")

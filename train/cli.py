@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -90,6 +91,9 @@ def add_parsers(subparsers) -> None:
     train.add_argument("--strategy", default="default",
                        choices=["default", "mirrored", "multi-worker"],
                        help="tf.distribute strategy; multi-worker reads TF_CONFIG")
+    train.add_argument("--local-workers", type=int, default=None, metavar="N",
+                       help="try multi-worker training here: N worker processes on loopback "
+                       "ports, TF_CONFIG written for each (worker 0 writes the run)")
     train.add_argument("--scale-min", type=float, default=0.75, help="random scale range")
     train.add_argument("--scale-max", type=float, default=1.5)
     train.add_argument("--no-augment", action="store_true", help="train on unaugmented images")
@@ -137,7 +141,32 @@ def run_data_synth(args) -> dict:
     return {"dest": str(dest), "train": args.num, "val": num_val, "size": list(size)}
 
 
+def _without_flag(argv: list[str], flag: str) -> list[str]:
+    """argv minus `flag VALUE` / `flag=VALUE`."""
+    kept, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == flag:
+            skip = True
+        elif not item.startswith(flag + "="):
+            kept.append(item)
+    return kept
+
+
 def run_train(args) -> dict:
+    if args.local_workers is not None:
+        from fcnedge.train.distributed import launch_local_workers
+
+        if args.local_workers < 1:
+            raise InputError(f"--local-workers: got {args.local_workers}, expected at least 1")
+        if args.strategy not in ("default", "multi-worker"):
+            raise InputError(f"--local-workers runs --strategy multi-worker; got --strategy "
+                             f"{args.strategy}")
+        argv = _without_flag(_without_flag(args.argv[1:], "--local-workers"), "--strategy")
+        threads = args.threads or max(1, (os.cpu_count() or 1) // args.local_workers)
+        launch_local_workers(_without_flag(argv, "--threads"), args.local_workers, threads)
+        return {"run_dir": args.out, "workers": args.local_workers}
     from fcnedge.train.models import ModelConfig, default_fc_units
     from fcnedge.train.pipeline import AugmentConfig
     from fcnedge.train.trainer import TrainConfig, train

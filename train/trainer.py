@@ -29,6 +29,7 @@ from fcnedge.runtime.fileio import atomic_path, prepare_output_folder, write_jso
 from fcnedge.runtime.labels import CAMVID, LabelSet
 from fcnedge.train.data import (find_pairs, label_histogram, load_split,
                                 median_frequency_weights)
+from fcnedge.train.distributed import is_chief_task
 from fcnedge.train.evaluate import evaluate_predictor, keras_predictor
 from fcnedge.train.losses import masked_weighted_crossentropy
 from fcnedge.train.models import ModelConfig, build_fcn, read_json
@@ -186,6 +187,8 @@ def _prepare_run_dir(config: TrainConfig, resume: bool, overwrite: bool) -> tupl
         config = replace(stored_config, data=config.data, out=config.out, epochs=config.epochs,
                          threads=config.threads)
         return config, stored
+    if config.strategy == "multi-worker" and not is_chief_task():
+        return config, {}          # the chief prepares the folder; workers write elsewhere
     prepare_output_folder(run_dir, overwrite,
                           hint="pass --resume to continue that run or --overwrite to replace it")
     return config, {}
@@ -242,6 +245,9 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     global_batch = config.batch_size * replicas
     steps_per_epoch = max(1, len(train_pairs) // global_batch)
     with strategy.scope():
+        # Seeded right here: setting up a strategy creates ops that would shift the op-seed
+        # counter, and one process and N workers must start from the same weights.
+        keras.utils.set_random_seed(config.seed)
         model = build_fcn(model_config, config.backbone_weights if not stored else "none")
         schedule = make_schedule(config, steps_per_epoch)
         optimizer = make_optimizer(config, schedule)
@@ -253,8 +259,10 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
 
     history: list = []
     if resume:
-        if manager.latest_checkpoint:
-            checkpoint.restore(manager.latest_checkpoint)
+        # Every worker restores the chief's checkpoint: the others only ever saved to temp dirs.
+        latest = tf.train.latest_checkpoint(str(Path(config.out) / "ckpt"))
+        if latest:
+            checkpoint.restore(latest)
         history_path = Path(config.out) / HISTORY_FILE
         if history_path.is_file():
             history = json.loads(history_path.read_text())
@@ -271,10 +279,10 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                             config.augment, labels.void_id, seed=config.seed + initial_epoch)
     recorder = _EpochRecorder(config, run_dir, chief, labels, val_arrays, history, manager,
                               epoch_var, optimizer, schedule)
-    all_callbacks = [recorder]
-    if chief:
-        all_callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "logs"),
-                                                         write_graph=False, profile_batch=0))
+    # Every worker runs the same callbacks: one that only the chief ran could issue a
+    # collective the others never join (non-chief logs go to their temporary folder).
+    all_callbacks = [recorder, keras.callbacks.TensorBoard(str(run_dir / "logs"),
+                                                           write_graph=False, profile_batch=0)]
     model.fit(dataset, epochs=config.epochs, initial_epoch=initial_epoch,
               callbacks=all_callbacks + list(callbacks), verbose=verbose)
     if not chief:
@@ -328,10 +336,8 @@ class _EpochRecorder(keras.callbacks.Callback):
             log.info("epoch %d: loss %.4f, val mIoU %.2f%%", number, entry["loss"], report["miou"])
         entry["seconds"] = round(time.perf_counter() - self.started, 2)
         self.history.append(entry)
-        if not self.chief:
-            self.epoch_var.assign(number)
-            self.manager.save(checkpoint_number=number)
-            return
+        # Every worker writes (the non-chief ones into a temporary folder): saving can issue
+        # collectives, and a worker that skipped one would leave the others waiting.
         write_json_atomic(self.run_dir / HISTORY_FILE, self.history)
         with atomic_path(self.run_dir / LAST_WEIGHTS) as tmp:
             self.model.save_weights(str(tmp))

@@ -1,0 +1,285 @@
+"""`fcnedge bench`: accuracy versus speed for every model given, in one run, one process per row.
+
+Rows: each .tflite (format from its card), and each run folder as the float Keras model (on the
+GPU when TensorFlow sees one, else the CPU; the row says which). Outputs in --out: bench.md (the
+table, also printed), bench.json (everything, per-class IoU included), bench.csv, pareto.png
+(model-only p50 latency against mIoU, the Pareto front drawn).
+"""
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.fileio import (atomic_path, prepare_output_folder, write_json_atomic,
+                                    write_text_atomic)
+
+log = logging.getLogger("fcnedge.bench")
+
+DELEGATES = ("cpu", "gpu", "edgetpu")
+LIBRARIES = ("numpy", "opencv-python", "ai-edge-litert", "tflite-runtime", "tensorflow",
+             "tf-keras", "tensorflow-model-optimization")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    models: tuple[str, ...]
+    data: str
+    out: str
+    split: str = "val"
+    runs: int = 50
+    warmup: int = 5
+    threads: int | None = None
+    delegate: str = "cpu"
+    device: str | None = None
+    delegate_path: str | None = None
+    limit: int | None = None
+    min_miou: float | None = None
+    timeout_s: float = 1800.0
+    overwrite: bool = False
+
+    def __post_init__(self):
+        if not self.models:
+            raise InputError("--models: no models given (expected .tflite files or run folders)")
+        if self.runs < 1:
+            raise InputError(f"--runs: got {self.runs}, expected at least 1")
+        if self.warmup < 0:
+            raise InputError(f"--warmup: got {self.warmup}, expected 0 or more")
+        if self.delegate not in DELEGATES:
+            raise InputError(f"--delegate: got {self.delegate!r}, expected one of "
+                             f"{', '.join(DELEGATES)}")
+        if self.threads is not None and self.threads < 1:
+            raise InputError(f"--threads: got {self.threads}, expected at least 1")
+
+
+def model_kind(path: str) -> str:
+    """'tflite' for a .tflite file, 'keras' for a run folder or weights file; InputError else."""
+    candidate = Path(path)
+    if not candidate.exists():
+        raise InputError(f"--models {path}: not found")
+    if candidate.is_file() and candidate.suffix == ".tflite":
+        return "tflite"
+    if candidate.is_dir() and (candidate / "run.json").is_file():
+        return "keras"
+    if candidate.is_file() and candidate.suffix == ".h5" and (candidate.parent / "run.json").is_file():
+        return "keras"
+    raise InputError(f"--models {path}: expected a .tflite file or a training run folder "
+                     "(with run.json)")
+
+
+def machine_header(options: BenchOptions) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "cpu": cpu, "cores": os.cpu_count(), "threads": options.threads or os.cpu_count(),
+            "delegate": options.delegate, "python": platform.python_version(),
+            "libraries": versions, "split": options.split, "data": options.data,
+            "runs": options.runs, "warmup": options.warmup}
+
+
+def _run_row(spec: dict, timeout_s: float) -> dict:
+    """Measures one row in a child process; a crash or timeout becomes a failed row."""
+    with tempfile.TemporaryDirectory(prefix="fcnedge-bench-") as folder:
+        spec_path, result_path = Path(folder) / "spec.json", Path(folder) / "result.json"
+        spec_path.write_text(json.dumps(spec))
+        command = [sys.executable, "-m", "fcnedge.benchmarks.worker", str(spec_path),
+                   str(result_path)]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+        try:
+            completed = subprocess.run(command, stdout=subprocess.PIPE, stderr=None, env=env,
+                                       timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return {"model": spec["model"], "status": "failed",
+                    "reason": f"timed out after {timeout_s:.0f} s"}
+        if result_path.is_file():
+            return json.loads(result_path.read_text())
+        code = completed.returncode
+        why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        return {"model": spec["model"], "status": "failed",
+                "reason": f"the interpreter process crashed ({why})"}
+
+
+def add_speedups(rows: list[dict]) -> None:
+    """Speed-up of each row's model-only p50 against the float32 TFLite row and the Keras row."""
+    def p50(row):
+        return row.get("model_only_ms", {}).get("p50") if row.get("status") != "failed" else None
+
+    references = {"vs_float32_tflite": next((r for r in rows if r.get("format") == "float32"
+                                             and p50(r)), None),
+                  "vs_keras": next((r for r in rows if r.get("format") == "keras float32"
+                                    and p50(r)), None)}
+    for row in rows:
+        for key, reference in references.items():
+            row[key] = (round(p50(reference) / p50(row), 2)
+                        if reference is not None and p50(row) else None)
+
+
+def pareto_front(rows: list[dict]) -> list[dict]:
+    """Rows no other row beats on both model-only p50 (lower) and mIoU (higher)."""
+    scored = sorted((r for r in rows if r.get("status") != "failed" and r.get("miou") is not None),
+                    key=lambda r: (r["model_only_ms"]["p50"], -r["miou"]))
+    front, best = [], float("-inf")
+    for row in scored:
+        if row["miou"] > best:
+            front.append(row)
+            best = row["miou"]
+    return front
+
+
+COLUMNS = (("format", "format"), ("device", "device"), ("status", "status"),
+           ("size_mb", "size MB"), ("miou", "mIoU %"), ("pixel_accuracy", "pixel acc %"),
+           ("model_p50", "model p50 ms"), ("model_p90", "p90"), ("model_p99", "p99"),
+           ("model_fps", "model FPS"), ("e2e_p50", "e2e p50 ms"), ("e2e_fps", "e2e FPS"),
+           ("peak_rss_mb", "peak RSS MB"), ("vs_float32_tflite", "x vs f32 tflite"),
+           ("vs_keras", "x vs keras"))
+
+
+def flat_row(row: dict) -> dict:
+    model, e2e = row.get("model_only_ms", {}), row.get("end_to_end_ms", {})
+    status = row.get("status", "failed")
+    if status == "failed":
+        status = f"failed: {row.get('reason', '')}"
+    return {"format": row.get("format") or Path(row["model"]).name,
+            "device": row.get("device", ""), "status": status,
+            "size_mb": row.get("size_mb"), "miou": row.get("miou"),
+            "pixel_accuracy": row.get("pixel_accuracy"),
+            "model_p50": model.get("p50"), "model_p90": model.get("p90"),
+            "model_p99": model.get("p99"), "model_fps": model.get("fps_at_p50"),
+            "e2e_p50": e2e.get("p50"), "e2e_fps": e2e.get("fps_at_p50"),
+            "peak_rss_mb": row.get("peak_rss_mb"),
+            "vs_float32_tflite": row.get("vs_float32_tflite"), "vs_keras": row.get("vs_keras"),
+            "model": row["model"]}
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def format_markdown(header: dict, rows: list[dict]) -> str:
+    libs = ", ".join(f"{name} {version}" for name, version in header["libraries"].items())
+    lines = [f"Benchmark {header['date']}: {header['cpu']}, {header['cores']} cores, "
+             f"{header['threads']} threads, delegate {header['delegate']}; {libs}.",
+             f"Accuracy on {header['data']} split '{header['split']}'; model-only latency over "
+             f"{header['runs']} runs after {header['warmup']} warm-up; end to end = decode + "
+             "preprocess + invoke + postprocess per image.", "",
+             "| " + " | ".join(title for _, title in COLUMNS) + " |",
+             "|" + "|".join("---" if key in ("format", "device", "status") else "---:"
+                            for key, _ in COLUMNS) + "|"]
+    for row in rows:
+        flat = flat_row(row)
+        lines.append("| " + " | ".join(_cell(flat[key]) for key, _ in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def format_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    fields = [key for key, _ in COLUMNS] + ["model"]
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(flat_row(row))
+    return buffer.getvalue()
+
+
+def plot_pareto(rows: list[dict], path: Path, title: str) -> Path | None:
+    """Model-only p50 (log x) against mIoU, each row labelled, the front joined; None without
+    matplotlib (it comes with the training extra)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed (pip install 'fcnedge[train]'): no pareto.png")
+        return None
+    scored = [r for r in rows if r.get("status") != "failed" and r.get("miou") is not None]
+    figure, axes = plt.subplots(figsize=(7.5, 5), dpi=120)
+    for row in scored:
+        x, y = row["model_only_ms"]["p50"], row["miou"]
+        below = row.get("status") == "below floor"
+        axes.scatter([x], [y], s=40, color="tab:gray" if below else "tab:blue", zorder=3)
+        axes.annotate(f"{row['format']}\n{row['device'].split(' (')[0]}", (x, y),
+                      textcoords="offset points", xytext=(6, 4), fontsize=8)
+    front = pareto_front(rows)
+    if len(front) > 1:
+        axes.plot([r["model_only_ms"]["p50"] for r in front], [r["miou"] for r in front],
+                  color="tab:orange", lw=1.5, zorder=2, label="Pareto front")
+        axes.legend(loc="lower right")
+    if scored:
+        axes.set_xscale("log")
+    axes.set_xlabel("model-only latency p50 (ms, log scale)")
+    axes.set_ylabel("mIoU (%)")
+    axes.set_title(title, fontsize=9)
+    axes.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")
+    plt.close(figure)
+    return path
+
+
+def bench(options: BenchOptions) -> dict:
+    """Runs every row (see the module docstring) and writes the reports; returns bench.json."""
+    from fcnedge.train.data import find_pairs
+
+    kinds = [model_kind(model) for model in options.models]
+    pairs = find_pairs(options.data, options.split, options.limit)
+    out = prepare_output_folder(options.out, options.overwrite)
+    header = machine_header(options)
+    rows = []
+    for number, (model, kind) in enumerate(zip(options.models, kinds), start=1):
+        log.info("bench %d/%d: %s (%s, %d images)", number, len(kinds), model, kind, len(pairs))
+        spec = {"model": str(model), "kind": kind, "data": str(options.data),
+                "split": options.split, "limit": options.limit, "runs": options.runs,
+                "warmup": options.warmup, "threads": options.threads,
+                "delegate": options.delegate, "device": options.device,
+                "delegate_path": options.delegate_path, "progress": True}
+        row = _run_row(spec, options.timeout_s)
+        if row["status"] == "ok" and options.min_miou is not None and row["miou"] < options.min_miou:
+            row["status"] = "below floor"
+        rows.append(row)
+        if row["status"] == "failed":
+            log.warning("  failed: %s", row["reason"])
+        else:
+            log.info("  mIoU %.2f, model-only p50 %.2f ms, end-to-end p50 %.2f ms", row["miou"],
+                     row["model_only_ms"]["p50"], row["end_to_end_ms"]["p50"])
+    add_speedups(rows)
+    table = format_markdown(header, rows)
+    result = {"header": header, "rows": rows, "min_miou": options.min_miou,
+              "pareto_front": [r["model"] for r in pareto_front(rows)], "table": table,
+              "options": asdict(options)}
+    write_text_atomic(out / "bench.md", table)
+    write_text_atomic(out / "bench.csv", format_csv(rows))
+    plot = plot_pareto(rows, out / "pareto.png",
+                       f"{header['cpu']}, {header['threads']} threads, {options.split} split")
+    result["files"] = {name: str(out / name) for name in ("bench.md", "bench.csv", "bench.json")}
+    if plot:
+        result["files"]["pareto.png"] = str(plot)
+    write_json_atomic(out / "bench.json", result)
+    return result

@@ -1,0 +1,50 @@
+"""`fcnedge bench`: the benchmark's command line."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parsers(subparsers) -> None:
+    from fcnedge.cli import add_common
+
+    bench = subparsers.add_parser(
+        "bench", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="accuracy vs speed of .tflite models and Keras runs, one process per model")
+    bench.add_argument("--models", nargs="+", required=True, metavar="PATH",
+                       help=".tflite files and/or training run folders (the Keras float row)")
+    bench.add_argument("--data", required=True, help="dataset folder")
+    bench.add_argument("--split", default="val")
+    bench.add_argument("--out", required=True, help="folder for bench.md/json/csv, pareto.png")
+    bench.add_argument("--runs", type=int, default=50, help="timed model-only invocations")
+    bench.add_argument("--warmup", type=int, default=5, help="untimed invocations first")
+    bench.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    bench.add_argument("--delegate", default="cpu", choices=["cpu", "gpu", "edgetpu"],
+                       help="for the .tflite rows (Keras rows use TensorFlow's GPU if any)")
+    bench.add_argument("--device", default=None, help="EdgeTPU device, e.g. usb:0")
+    bench.add_argument("--gpu-delegate", default=None, metavar="PATH",
+                       help="GPU delegate library path")
+    bench.add_argument("--limit", type=int, default=None, help="score the first N images")
+    bench.add_argument("--min-miou", type=float, default=None,
+                       help="exit 1 when a row's mIoU is below this floor")
+    bench.add_argument("--timeout", type=float, default=1800.0,
+                       help="seconds one row may take before it is marked failed")
+    bench.add_argument("--overwrite", action="store_true", help="replace files in --out")
+    add_common(bench)
+    bench.set_defaults(handler=run_bench)
+
+
+def run_bench(args) -> dict:
+    from fcnedge.benchmarks.bench import BenchOptions, bench
+
+    options = BenchOptions(models=tuple(args.models), data=args.data, out=args.out,
+                           split=args.split, runs=args.runs, warmup=args.warmup,
+                           threads=args.threads, delegate=args.delegate, device=args.device,
+                           delegate_path=args.gpu_delegate, limit=args.limit,
+                           min_miou=args.min_miou, timeout_s=args.timeout,
+                           overwrite=args.overwrite)
+    result = bench(options)
+    print(result["table"])
+    below = [row["model"] for row in result["rows"] if row["status"] == "below floor"]
+    if below:
+        raise RuntimeError(f"--min-miou {options.min_miou}: below the floor: {', '.join(below)}")
+    return result

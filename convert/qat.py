@@ -1,0 +1,300 @@
+"""Quantization-aware fine-tuning of a trained FCN with tensorflow-model-optimization (tf_keras).
+
+The recipe, chosen by measurement (see README "Measured here"): start from the best float
+weights, freeze every BatchNorm (inference-mode statistics, no gamma/beta updates) so the folded
+scales the int8 export uses are the ones QAT trained against, fine-tune a few epochs at a learning
+rate about 100x below the float peak with the trainer's own loss, class weights and augmentation,
+and keep the epoch with the best fake-quantized val mIoU.
+
+tfmot's default 8-bit scheme knows neither the in-graph normalisation (Rescaling) nor how TFLite
+quantizes a bilinear resize (input and output must share one scale, so a separate output
+quantizer adds a requantization error QAT never saw). Resizes get an explicit QuantizeConfig;
+Rescaling gets one too, but QAT swaps it for an equivalent 1x1 depthwise conv (see
+`rescaling_as_depthwise`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from fcnedge.train.tfcompat import keras, tf
+
+log = logging.getLogger("fcnedge.convert")
+
+
+def _tfmot():
+    import tensorflow_model_optimization as tfmot
+
+    return tfmot
+
+
+def _quantize_config_base():
+    return _tfmot().quantization.keras.QuantizeConfig
+
+
+class OutputQuantizeConfig(_quantize_config_base()):
+    """Quantizes only a layer's output: for weight-free affine layers such as Rescaling."""
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        quantizers = _tfmot().quantization.keras.quantizers
+        return [quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                                  narrow_range=False)]
+
+    def get_config(self):
+        return {}
+
+
+class SameScaleQuantizeConfig(OutputQuantizeConfig):
+    """No quantizer of its own: the output keeps the input's scale and zero point.
+
+    TFLite's int8 RESIZE_BILINEAR requires equal input and output quantization, so the
+    converter rescales anything else; without an output quantizer QAT trains the same
+    arithmetic the int8 kernel runs.
+    """
+
+    def get_output_quantizers(self, layer):
+        return []
+
+
+def explicit_quantize_config(layer):
+    """The QuantizeConfig this project sets for a layer, or None to keep tfmot's default."""
+    if isinstance(layer, (keras.layers.UpSampling2D, keras.layers.Resizing)):
+        return SameScaleQuantizeConfig()
+    if isinstance(layer, keras.layers.Rescaling):
+        return OutputQuantizeConfig()
+    return None
+
+
+def rescaling_as_depthwise(layer):
+    """A fixed 1x1 DepthwiseConv2D computing what a Rescaling layer computes.
+
+    Rescaling is x * scale + offset: two TFLite ops whose middle tensor has no fake-quant range
+    in QAT, so the converter leaves them in float between DEQUANTIZE and QUANTIZE (a CPU island
+    at the very start of the graph, fatal for the EdgeTPU). One depthwise conv is the same affine
+    map as a single int8 op; a per-channel scale quantizes it exactly.
+    """
+    config = layer.get_config()
+    channels = 3
+    scale = np.broadcast_to(np.asarray(config["scale"], np.float32), (channels,))
+    offset = np.broadcast_to(np.asarray(config["offset"], np.float32), (channels,))
+    replacement = keras.layers.DepthwiseConv2D(
+        1, use_bias=True, trainable=False, name=layer.name,
+        depthwise_initializer=keras.initializers.Constant(scale.reshape(1, 1, channels, 1)),
+        bias_initializer=keras.initializers.Constant(offset))
+    return replacement
+
+
+def quantize_scope():
+    return _tfmot().quantization.keras.quantize_scope(
+        {"OutputQuantizeConfig": OutputQuantizeConfig,
+         "SameScaleQuantizeConfig": SameScaleQuantizeConfig})
+
+
+def freeze_batchnorm(model) -> int:
+    """Puts every BatchNorm in inference mode for good (trainable=False); returns how many."""
+    count = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+            count += 1
+    return count
+
+
+def quantize_for_training(model, freeze_bn: bool = True):
+    """A fake-quantized copy of a float FCN, ready to fine-tune; the float model is untouched."""
+    tfmot = _tfmot()
+    annotate_layer = tfmot.quantization.keras.quantize_annotate_layer
+    standins = {}
+
+    def annotate(layer):
+        if isinstance(layer, keras.layers.Rescaling):
+            standins[layer.name] = rescaling_as_depthwise(layer)
+            return standins[layer.name]
+        fresh = layer.__class__.from_config(layer.get_config())
+        config = explicit_quantize_config(fresh)
+        return annotate_layer(fresh, config) if config is not None else fresh
+
+    annotated = keras.models.clone_model(model, clone_function=annotate)
+    annotated = tfmot.quantization.keras.quantize_annotate_model(annotated)
+    with quantize_scope():
+        quantized = tfmot.quantization.keras.quantize_apply(annotated)
+    _copy_weights_by_name(model, quantized, standins)
+
+    # Frozen stays frozen: the float model's fixed layers (bilinear transposed-conv kernels), the
+    # normalisation stand-in and, by choice, every BatchNorm. A wrapper lists every weight it
+    # fake-quantizes as trainable whatever the layer's flag says, so those move to its
+    # non-trainable list.
+    frozen = {layer.name for layer in model.layers if not layer.trainable} | set(standins)
+    if freeze_bn:
+        frozen |= {layer.name for layer in model.layers
+                   if isinstance(layer, keras.layers.BatchNormalization)}
+    for layer in quantized.layers:
+        inner = getattr(layer, "layer", layer)
+        if inner.name in frozen:
+            layer.trainable = False
+            if inner is not layer:
+                layer._non_trainable_weights.extend(layer._trainable_weights)
+                layer._trainable_weights = []
+    return quantized
+
+
+def _copy_weights_by_name(model, quantized, standins: dict) -> None:
+    """Copies every float weight into the quantized model by variable name.
+
+    Keras orders a model's get_weights() trainable-first, so a positional copy between models
+    whose trainable flags differ silently scrambles same-shaped weights (BatchNorm vectors);
+    names ('block_1_expand/kernel:0') survive wrapping unchanged.
+    """
+    values = {weight.name: weight for weight in model.weights}
+    for standin in standins.values():
+        values.update({weight.name: weight for weight in standin.weights})
+    copied = set()
+    for weight in quantized.weights:
+        source = values.get(weight.name)
+        if source is not None:
+            weight.assign(source)
+            copied.add(weight.name)
+    missing = sorted(set(values) - copied)
+    if missing:
+        raise RuntimeError(f"QAT model lost float weights: {', '.join(missing[:5])}")
+
+
+ACTIVATION_RANGES = ("output", "post_activation")
+
+
+def calibrate_ranges(qat_model, float_model, images: np.ndarray, batch_size: int = 8) -> int:
+    """Starts every weight range at its weights and activation range at what the float model
+    produces on `images`.
+
+    tfmot starts each range at [-6, 6] and moves it by an EMA with decay 0.999, so after a
+    few hundred fine-tuning steps the ranges still sit mostly at their initial values: a -1..1
+    tensor gets 5 bits, and the quantized model before fine-tuning scores near chance. The
+    mean over batches of each tensor's batch min and max (0 included, as TFLite requires) is
+    what that EMA converges to; starting there makes epoch 0 about as good as PTQ.
+    Returns how many ranges were set.
+    """
+    targets = []      # (float layer name, min variable, max variable)
+    for layer in qat_model.layers:
+        by_name = {w.name.split("/")[-1].split(":")[0]: w for w in layer.weights}
+        if layer.__class__.__name__ == "QuantizeLayer":
+            by_name_min = next(w for n, w in by_name.items() if n.endswith("_min"))
+            by_name_max = next(w for n, w in by_name.items() if n.endswith("_max"))
+            by_name_min.assign(min(0.0, float(images.min())))
+            by_name_max.assign(max(0.0, float(images.max())))
+            continue
+        for kind in ACTIVATION_RANGES:
+            if f"{kind}_min" in by_name:
+                targets.append((layer.layer.name, by_name[f"{kind}_min"], by_name[f"{kind}_max"]))
+    # Weight ranges (LastValueQuantizer) are also at [-6, 6] until a training-mode call sets
+    # them from the weights themselves; one such call does that (and moves the activation
+    # EMAs by a negligible 0.1%, overwritten below).
+    qat_model(tf.constant(images[:1], tf.float32), training=True)
+    if not targets:
+        return 0
+    probe_outputs = [float_model.get_layer(name).output for name, _, _ in targets]
+    probe = keras.Model(float_model.input, probe_outputs)
+
+    @tf.function
+    def extremes(batch):
+        outputs = probe(batch, training=False)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return (tf.stack([tf.reduce_min(t) for t in outputs]),
+                tf.stack([tf.reduce_max(t) for t in outputs]))
+
+    lows, highs = [], []
+    for start in range(0, len(images), batch_size):
+        low, high = extremes(tf.constant(images[start:start + batch_size], tf.float32))
+        lows.append(np.minimum(low.numpy(), 0.0))
+        highs.append(np.maximum(high.numpy(), 0.0))
+    low, high = np.mean(lows, axis=0), np.mean(highs, axis=0)
+    for (_, min_var, max_var), lo, hi in zip(targets, low, high):
+        min_var.assign(float(lo))
+        max_var.assign(float(max(hi, lo + 1e-6)))
+    return len(targets) + 1
+
+
+def is_fake_quantized(model) -> bool:
+    """Whether every layer with weights is wrapped for quantization (the graph stayed QAT)."""
+    wrapper = _tfmot().quantization.keras.QuantizeWrapperV2
+    weighted = [layer for layer in model.layers if layer.weights]
+    plain = [layer.name for layer in weighted
+             if not isinstance(layer, wrapper) and "quantize_layer" not in layer.name]
+    return bool(weighted) and not plain
+
+
+@dataclass(frozen=True)
+class QatConfig:
+    epochs: int = 3
+    learning_rate: float = 2e-5
+    batch_size: int = 8
+    freeze_bn: bool = True
+    seed: int = 0
+    keep_best: bool = True     # return the best-val epoch (else the last one)
+
+
+def fine_tune(model, train_arrays, val_arrays, class_weights, labels, augment,
+              config: QatConfig, calibration: np.ndarray | None = None, progress=None):
+    """QAT-fine-tunes a float model; returns (best fake-quant model, history list).
+
+    Activation ranges start from `calibration` images (default: the first 64 training images;
+    see calibrate_ranges). The val mIoU of the fake-quantized graph picks the epoch; epoch 0 is
+    the calibrated model before any fine-tuning, so with keep_best QAT never returns a model
+    worse than its own start.
+    """
+    from fcnedge.train.evaluate import evaluate_predictor, keras_predictor
+    from fcnedge.train.losses import masked_weighted_crossentropy
+    from fcnedge.train.pipeline import train_dataset
+
+    if config.epochs < 1:
+        raise ValueError(f"--qat-epochs: got {config.epochs}, expected at least 1")
+    tf.random.set_seed(config.seed)
+    qat_model = quantize_for_training(model, config.freeze_bn)
+    calibration = train_arrays.images[:64] if calibration is None else calibration
+    calibrate_ranges(qat_model, model, calibration, config.batch_size)
+    steps = max(1, len(train_arrays.images) // config.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * steps,
+                                                      alpha=0.1)
+    qat_model.compile(optimizer=keras.optimizers.Adam(schedule),
+                      loss=masked_weighted_crossentropy(class_weights, labels.num_classes))
+
+    def score() -> float:
+        return evaluate_predictor(keras_predictor(qat_model), val_arrays.images,
+                                  val_arrays.full_masks, labels).mean_iou
+
+    best_miou = score()
+    best_weights = qat_model.get_weights()
+    history = [{"epoch": 0, "val_miou": round(100 * best_miou, 2)}]
+    log.info("QAT epoch 0 (quantized, not fine-tuned): val mIoU %.2f", 100 * best_miou)
+    dataset = train_dataset(train_arrays.images, train_arrays.masks, config.batch_size, augment,
+                            labels.void_id, seed=config.seed)
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        fit = qat_model.fit(dataset, epochs=1, verbose=0)
+        miou = score()
+        history.append({"epoch": epoch, "loss": round(float(fit.history["loss"][-1]), 5),
+                        "val_miou": round(100 * miou, 2),
+                        "seconds": round(time.perf_counter() - started, 1)})
+        log.info("QAT epoch %d/%d: loss %.4f, val mIoU %.2f (%.0f s)", epoch, config.epochs,
+                 history[-1]["loss"], 100 * miou, history[-1]["seconds"])
+        if progress:
+            progress(epoch, config.epochs, miou)
+        if miou > best_miou:
+            best_miou, best_weights = miou, qat_model.get_weights()
+    if config.keep_best:
+        qat_model.set_weights(best_weights)
+    return qat_model, history

@@ -1,0 +1,111 @@
+"""Benchmark: one process per row, every report file, failed rows, percentiles, Pareto front."""
+import csv
+import json
+import stat
+
+import pytest
+
+from fcnedge.benchmarks.bench import BenchOptions, _run_row, bench, pareto_front
+from fcnedge.cli import main
+from fcnedge.runtime.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def benched(converted, synth_data, tmp_path_factory):
+    run, result = converted
+    paths = {row["format"]: row["path"] for row in result["rows"]}
+    folder = tmp_path_factory.mktemp("bench")
+    corrupt = folder / "corrupt.tflite"
+    corrupt.write_bytes(open(paths["int8-qat"], "rb").read()[:2000])
+    models = (paths["float32"], paths["int8-ptq"], paths["int8-qat"], str(run), str(corrupt))
+    report = bench(BenchOptions(models=models, data=str(synth_data), out=str(folder / "out"),
+                                runs=5, warmup=1))
+    return result, report, folder / "out"
+
+
+def test_every_report_file_is_written_and_parses(benched):
+    _, report, out = benched
+    assert set(report["files"]) == {"bench.md", "bench.csv", "bench.json", "pareto.png"}
+    assert json.loads((out / "bench.json").read_text())["rows"] == report["rows"]
+    with open(out / "bench.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["format"] for row in rows] == ["float32", "int8-ptq", "int8-qat",
+                                               "keras float32", "corrupt.tflite"]
+    table = (out / "bench.md").read_text().splitlines()
+    assert sum(line.startswith("| ") for line in table) == 1 + 5      # header + one per model
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    header = report["header"]
+    assert header["cores"] >= 1 and "ai-edge-litert" in header["libraries"] and header["cpu"]
+
+
+def test_rows_measure_accuracy_like_eval_and_speed(benched):
+    converted_result, report, _ = benched
+    rows = {row["format"]: row for row in report["rows"] if row["status"] == "ok"}
+    verified = {row["format"]: row["miou"] for row in converted_result["rows"]}
+    for fmt in ("float32", "int8-ptq", "int8-qat"):
+        assert rows[fmt]["miou"] == verified[fmt], fmt          # the metric code eval uses
+        assert rows[fmt]["tensorflow_imported"] is False         # the runtime's footprint only
+        assert rows[fmt]["model_only_ms"]["count"] == 5
+        assert rows[fmt]["end_to_end_ms"]["p50"] > 0 and rows[fmt]["peak_rss_mb"] > 0
+    keras = rows["keras float32"]
+    assert keras["device"].startswith(("CPU", "GPU")) and keras["miou"] == pytest.approx(
+        converted_result["keras_miou"], abs=0.05)
+    assert rows["float32"]["vs_float32_tflite"] == 1.0 and keras["vs_keras"] == 1.0
+    assert rows["int8-qat"]["vs_keras"] is not None
+
+
+def test_a_corrupt_model_fails_its_row_only(benched):
+    _, report, _ = benched
+    failed = [row for row in report["rows"] if row["status"] == "failed"]
+    assert len(failed) == 1 and "corrupt.tflite" in failed[0]["model"]
+    assert "not a valid Flatbuffer" in failed[0]["reason"] or "rejected" in failed[0]["reason"]
+
+
+def test_a_crashing_interpreter_process_becomes_a_failed_row(tmp_path, monkeypatch):
+    # A stand-in for an interpreter that segfaults: the child kills itself with SIGSEGV.
+    crasher = tmp_path / "crash.sh"
+    crasher.write_text("#!/bin/sh\nkill -SEGV $$\n")
+    crasher.chmod(crasher.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setattr("fcnedge.benchmarks.bench.sys.executable", str(crasher))
+    row = _run_row({"model": "m.tflite"}, timeout_s=30)
+    assert row["status"] == "failed" and "killed by signal 11" in row["reason"]
+
+
+def test_pareto_front_keeps_the_undominated_rows():
+    def row(name, ms, miou, status="ok"):
+        return {"model": name, "status": status, "miou": miou, "model_only_ms": {"p50": ms}}
+
+    rows = [row("slow-good", 10, 60), row("fast-bad", 2, 40), row("dominated", 12, 50),
+            row("mid", 5, 55), row("broken", 1, None, "failed")]
+    assert [r["model"] for r in pareto_front(rows)] == ["fast-bad", "mid", "slow-good"]
+
+
+def test_min_miou_floor_exits_1(converted, synth_data, tmp_path, capsys):
+    _, result = converted
+    path = next(row["path"] for row in result["rows"] if row["format"] == "int8-ptq")
+    code = main(["bench", "--models", path, "--data", str(synth_data), "--out",
+                 str(tmp_path / "b"), "--runs", "2", "--limit", "2", "--min-miou", "101"])
+    assert code == 1 and "below the floor" in capsys.readouterr().err
+
+
+def test_bad_bench_inputs(converted, synth_data, tmp_path, capsys):
+    _, result = converted
+    path = result["rows"][0]["path"]
+    empty = tmp_path / "empty"
+    (empty / "val").mkdir(parents=True)
+    (empty / "valannot").mkdir()
+    cases = [
+        (["--models", str(tmp_path / "missing.tflite")], "missing.tflite: not found"),
+        (["--models", path, "--runs", "0"], "--runs: got 0"),
+        (["--models", path, "--data", str(empty)], "val"),
+        (["--models", str(synth_data)], "expected a .tflite file or a training run folder"),
+    ]
+    for extra, message in cases:
+        argv = {"--models": path, "--data": str(synth_data), "--out": str(tmp_path / "o")}
+        for flag, value in zip(extra[::2], extra[1::2]):
+            argv[flag] = value
+        code = main(["bench", *[item for pair in argv.items() for item in pair]])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err, (extra, err)
+    with pytest.raises(InputError, match="no models given"):
+        BenchOptions(models=(), data=".", out=".")

@@ -1,0 +1,131 @@
+"""Quantization-aware training: explicit QuantizeConfigs, frozen BatchNorm, integer export."""
+import numpy as np
+import pytest
+
+from fcnedge.convert.export import Format, to_tflite
+from fcnedge.convert.inspect import export_rule_violations, read_graph
+from fcnedge.runtime.labels import CAMVID
+from fcnedge.train.data import SplitArrays
+from fcnedge.train.pipeline import AugmentConfig
+
+tfmot = pytest.importorskip("tensorflow_model_optimization")
+
+
+def _small_model(decoder="bilinear", backbone="mobilenetv2"):
+    from fcnedge.train.models import ModelConfig, build_fcn
+
+    return build_fcn(ModelConfig(input_hw=(64, 96), decoder=decoder, backbone=backbone,
+                                 fc_units=16 if backbone == "vgg16" else 0))
+
+
+def _wrapped(model, name):
+    return next(layer for layer in model.layers
+                if getattr(getattr(layer, "layer", None), "name", None) == name)
+
+
+def test_resize_and_normalisation_get_explicit_configs():
+    from fcnedge.convert.qat import (OutputQuantizeConfig, SameScaleQuantizeConfig,
+                                     explicit_quantize_config, quantize_for_training)
+    from fcnedge.train.tfcompat import keras
+
+    assert isinstance(explicit_quantize_config(keras.layers.UpSampling2D(2)),
+                      SameScaleQuantizeConfig)
+    assert isinstance(explicit_quantize_config(keras.layers.Resizing(8, 8)),
+                      SameScaleQuantizeConfig)
+    assert isinstance(explicit_quantize_config(keras.layers.Rescaling(0.5)), OutputQuantizeConfig)
+    assert explicit_quantize_config(keras.layers.Conv2D(4, 1)) is None
+
+    qat = quantize_for_training(_small_model())
+    upsample = _wrapped(qat, "fcn8s_upscore_to16")
+    assert isinstance(upsample.quantize_config, SameScaleQuantizeConfig)
+    assert upsample.quantize_config.get_output_quantizers(upsample.layer) == []
+    normalize = _wrapped(qat, "normalize")
+    assert isinstance(normalize.layer, keras.layers.DepthwiseConv2D)
+
+
+@pytest.mark.parametrize("backbone", ["mobilenetv2", "vgg16"])
+def test_depthwise_stand_in_computes_the_rescaling(backbone):
+    from fcnedge.convert.qat import rescaling_as_depthwise
+
+    model = _small_model(backbone=backbone)
+    rescaling = model.get_layer("normalize")
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
+    stand_in = rescaling_as_depthwise(rescaling)
+    np.testing.assert_allclose(stand_in(pixels).numpy(), rescaling(pixels).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("decoder", ["bilinear", "transpose"])
+def test_qat_graph_exports_as_pure_integer(decoder):
+    from fcnedge.convert.qat import is_fake_quantized, quantize_for_training
+
+    qat = quantize_for_training(_small_model(decoder))
+    assert is_fake_quantized(qat)
+    data = to_tflite(qat, Format.INT8_QAT, io_type="int8")
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "qat.tflite"
+        path.write_bytes(data)
+        graph = read_graph(path)
+    assert export_rule_violations(graph, integer_io=True) == []
+    assert "DEQUANTIZE" not in graph.ops
+    expected = "RESIZE_BILINEAR" if decoder == "bilinear" else "TRANSPOSE_CONV"
+    assert expected in graph.ops
+
+
+def test_fine_tune_changes_weights_keeps_bn_frozen_and_stays_quantized(synth_data):
+    from fcnedge.convert.qat import QatConfig, fine_tune, is_fake_quantized
+    from fcnedge.train.data import find_pairs, load_split
+
+    from fcnedge.train.losses import masked_weighted_crossentropy
+
+    model = _small_model()
+    train = load_split(find_pairs(synth_data, "train", 16), (64, 96), CAMVID)
+    val = load_split(find_pairs(synth_data, "val", 4), (64, 96), CAMVID)
+    assert isinstance(train, SplitArrays)
+    # QAT starts from a trained model: an untrained one with frozen BatchNorm has dead
+    # activations (moving statistics at their initial values) and no gradient to learn from.
+    model.compile("adam", masked_weighted_crossentropy(None, CAMVID.num_classes))
+    model.fit(train.images.astype(np.float32), train.masks, batch_size=4, epochs=3, verbose=0)
+    qat, history = fine_tune(model, train, val, None, CAMVID, AugmentConfig(),
+                             QatConfig(epochs=1, learning_rate=1e-2, batch_size=4,
+                                       keep_best=False))
+    assert is_fake_quantized(qat)
+    assert [entry["epoch"] for entry in history] == [0, 1]
+
+    def kernel(m, name):
+        layer = next(layer for layer in m.layers if name in layer.name)
+        return next(w.numpy() for w in layer.weights
+                    if w.name.endswith(("/kernel:0", "/depthwise_kernel:0")))
+
+    def moving_mean(m, name):
+        layer = next(layer for layer in m.layers if layer.name.endswith(name))
+        return next(w.numpy() for w in layer.weights if "moving_mean" in w.name)
+
+    assert not np.allclose(kernel(qat, "fcn8s_score_fr"), kernel(model, "fcn8s_score_fr"))
+    # The normalisation stand-in and BatchNorm do not train.
+    np.testing.assert_allclose(kernel(qat, "normalize").ravel(), [1 / 127.5] * 3, rtol=1e-6)
+    np.testing.assert_array_equal(moving_mean(qat, "block_6_expand_BN"),
+                                  moving_mean(model, "block_6_expand_BN"))
+
+
+def test_calibrated_qat_model_agrees_with_float_before_fine_tuning(converted, synth_data):
+    from fcnedge.convert.qat import calibrate_ranges, quantize_for_training
+    from fcnedge.train.data import find_pairs, load_split
+    from fcnedge.train.trainer import load_trained_model
+
+    run, _ = converted
+    model, config, labels, _ = load_trained_model(run)
+    images = load_split(find_pairs(synth_data, "val"), config.input_hw, labels).images
+    qat = quantize_for_training(model)
+    float_labels = model(images.astype(np.float32), training=False).numpy().argmax(-1)
+
+    def agreement():
+        return (qat(images.astype(np.float32), training=False).numpy().argmax(-1)
+                == float_labels).mean()
+
+    # tfmot starts every range at [-6, 6]: a 1/127.5 normalisation weight quantizes to zero.
+    uncalibrated = agreement()
+    assert calibrate_ranges(qat, model, images) > 10
+    assert agreement() > 0.9 > uncalibrated
