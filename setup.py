@@ -12,6 +12,7 @@ PACKAGE_DIRS = {
     "fcnedge.train": "train",
     "fcnedge.convert": "convert",
     "fcnedge.benchmarks": "benchmarks",
+    "fcnedge.models": "models",      # the bundled CamVid model (see models/README.md)
 }
 
 RUNTIME_REQUIRES = [
@@ -38,6 +39,7 @@ setup(
     python_requires=">=3.10",
     packages=list(PACKAGE_DIRS),
     package_dir=PACKAGE_DIRS,
+    package_data={"fcnedge.models": ["*.tflite", "*.json", "*.h5", "*.md"]},
     install_requires=RUNTIME_REQUIRES,
     extras_require={"train": TRAIN_REQUIRES, "dev": TRAIN_REQUIRES + DEV_REQUIRES},
     entry_points={"console_scripts": ["fcnedge=fcnedge.cli:main"]},

@@ -32,6 +32,19 @@ def add_parsers(subparsers) -> None:
     add_common(bench)
     bench.set_defaults(handler=run_bench)
 
+    demo = subparsers.add_parser(
+        "demo", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="the bundled int8 model on a clip: overlay mp4, contact sheet, benchmark")
+    demo.add_argument("--out", default="out/demo", help="folder for everything it writes "
+                      "(replaced on each run)")
+    demo.add_argument("--data", default=None, help="CamVid folder for real frames (default: "
+                      "$FCNEDGE_DATA, else a synthetic clip)")
+    demo.add_argument("--model", default=None, help="a .tflite model instead of the bundled one")
+    demo.add_argument("--max-frames", type=int, default=120)
+    demo.add_argument("--no-bench", action="store_true", help="skip the benchmark step")
+    add_common(demo)
+    demo.set_defaults(handler=run_demo)
+
 
 def run_bench(args) -> dict:
     from fcnedge.benchmarks.bench import BenchOptions, bench
@@ -47,4 +60,20 @@ def run_bench(args) -> dict:
     below = [row["model"] for row in result["rows"] if row["status"] == "below floor"]
     if below:
         raise RuntimeError(f"--min-miou {options.min_miou}: below the floor: {', '.join(below)}")
+    return result
+
+
+def run_demo(args) -> dict:
+    from fcnedge.benchmarks.demo import DemoOptions, demo
+
+    result = demo(DemoOptions(out=args.out, model=args.model, data=args.data,
+                              max_frames=args.max_frames, bench=not args.no_bench))
+    if "bench_table" in result:
+        print(result["bench_table"])
+    print(f"{result['frames']} frames of {result['clip']} at {result['stream_fps']} FPS "
+          f"(invoke p50 {result['invoke_ms_p50']} ms)")
+    for label, key in (("overlay video", "video"), ("contact sheet", "contact_sheet")):
+        print(f"{label:>14}: {result[key]}")
+    for name, path in result.get("bench", {}).items():
+        print(f"{name:>14}: {path}")
     return result

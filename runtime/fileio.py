@@ -83,5 +83,8 @@ def prepare_output_folder(folder: str | os.PathLike, overwrite: bool, flag: str 
         if not overwrite:
             raise InputError(f"{flag} {folder}: folder exists and holds files; {hint}")
         shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"{flag} {folder}: cannot create the folder ({err.strerror})") from err
     return folder

@@ -1,0 +1,143 @@
+"""`fcnedge demo`: the whole toolkit on the bundled CamVid model, in one command.
+
+1. picks a clip: CamVid's val frames when a CamVid folder is given (--data or FCNEDGE_DATA),
+   else a synthetic street clip generated on the spot;
+2. streams it through the bundled int8 model (the runtime, XNNPACK on the CPU) into an overlay
+   mp4, and writes a contact sheet PNG of a few frames with their segmentation;
+3. benchmarks the bundled formats on labelled frames (CamVid val, or synthetic scenes);
+4. prints where everything went.
+Needs only the runtime install: no TensorFlow on this path.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.fileio import prepare_output_folder, write_image_atomic, write_json_atomic
+
+log = logging.getLogger("fcnedge.demo")
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+BUNDLED_MODEL = "camvid_fcn4s_mobilenetv2_int8-qat.tflite"
+BUNDLED_FORMATS = (BUNDLED_MODEL, "camvid_fcn4s_mobilenetv2_float32.tflite")
+DATA_ENV = "FCNEDGE_DATA"
+
+
+def models_dir() -> Path:
+    """The bundled models: the installed package's copy, else the repository's folder."""
+    from importlib import resources
+
+    try:
+        installed = Path(str(resources.files("fcnedge.models")))
+        if (installed / BUNDLED_MODEL).is_file():
+            return installed
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return MODELS_DIR
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    out: str = "out/demo"
+    model: str | None = None
+    data: str | None = None
+    max_frames: int | None = 120
+    sheet_frames: int = 6
+    bench: bool = True
+    bench_images: int = 20
+
+    def __post_init__(self):
+        if self.max_frames is not None and self.max_frames < 1:
+            raise InputError(f"--max-frames: got {self.max_frames}, expected at least 1")
+
+
+def find_camvid(data: str | None) -> Path | None:
+    """The CamVid folder from --data or FCNEDGE_DATA, if it has a val split; None otherwise."""
+    candidate = data or os.environ.get(DATA_ENV)
+    if not candidate:
+        return None
+    root = Path(candidate)
+    if not (root / "val").is_dir():
+        if data:
+            raise InputError(f"--data {root}: no val/ folder (expected CamVid in the SegNet "
+                             "layout)")
+        log.warning("%s=%s has no val/ folder: using a synthetic clip", DATA_ENV, root)
+        return None
+    return root
+
+
+def _synthetic_inputs(out: Path, frames: int) -> tuple[Path, Path]:
+    """A synthetic clip (image folder) and a small labelled synthetic set for the benchmark."""
+    from fcnedge.train.synth import synth_clip, write_synth_dataset
+
+    clip = out / "clip"
+    clip.mkdir(parents=True, exist_ok=True)
+    for index, frame in enumerate(synth_clip(frames, 360, 480, seed=7)):
+        cv2.imwrite(str(clip / f"frame_{index:04d}.png"), frame)
+    labelled = write_synth_dataset(out / "synthetic_data", 4, 12, (360, 480), seed=11)
+    return clip, labelled
+
+
+def demo(options: DemoOptions) -> dict:
+    """Runs the steps of the module docstring; returns what was written, and the figures."""
+    from fcnedge.runtime.pipeline import StreamOptions, stream
+    from fcnedge.runtime.segmenter import Segmenter
+    from fcnedge.runtime.video import open_source, parse_source
+    from fcnedge.runtime.visualize import contact_sheet, side_by_side
+
+    folder = models_dir()
+    model = Path(options.model) if options.model else folder / BUNDLED_MODEL
+    if not model.is_file():
+        raise InputError(f"--model {model}: not found" + (
+            "" if options.model else " (the bundled model; is the checkout complete?)"))
+    # A previous demo's folder (it has demo.json) is replaced; any other folder with files
+    # is refused, so a mistyped --out never deletes someone's work.
+    previous_demo = (Path(options.out) / "demo.json").is_file()
+    out = prepare_output_folder(options.out, previous_demo,
+                                hint="it is not a previous demo's output; pick another --out")
+    write_json_atomic(out / "demo.json", {"status": "running"})   # marks the folder as ours
+    camvid = find_camvid(options.data)
+    frames = options.max_frames or 120
+    if camvid is not None:
+        clip, labelled, clip_kind = camvid / "val", camvid, f"CamVid val frames ({camvid})"
+    else:
+        clip, labelled = _synthetic_inputs(out, frames)
+        clip_kind = "a synthetic street clip (pass --data CAMVID_DIR for real frames)"
+    log.info("demo: %s through %s", clip_kind, model.name)
+
+    segmenter = Segmenter(model)
+    picked: list[np.ndarray] = []
+    spacing = max(1, frames // max(1, options.sheet_frames))
+
+    def keep(frame, segmentation):
+        if frame.index % spacing == 0 and len(picked) < options.sheet_frames:
+            picked.append(side_by_side(frame.image, segmentation.labels, segmenter.palette_bgr))
+
+    video = out / "demo_overlay.mp4"
+    stats = stream(segmenter, open_source(parse_source(str(clip))),
+                   StreamOptions(output=str(video), max_frames=frames), on_frame=keep)
+    summary = stats.summary()
+    sheet = write_image_atomic(out / "contact_sheet.png", contact_sheet(picked, columns=2,
+                                                                         width=640))
+    result = {"status": "done", "model": str(model), "clip": clip_kind, "frames": stats.frames,
+              "video": str(video), "contact_sheet": str(sheet), "stream_fps": summary["fps"],
+              "invoke_ms_p50": summary["stages_ms"]["invoke"].get("p50")}
+    if options.bench:
+        from fcnedge.benchmarks.bench import BenchOptions, bench
+
+        formats = [folder / name for name in BUNDLED_FORMATS if (folder / name).is_file()]
+        if options.model:
+            formats = [model]
+        report = bench(BenchOptions(models=tuple(str(p) for p in formats), data=str(labelled),
+                                    out=str(out / "bench"), runs=30, warmup=3,
+                                    limit=options.bench_images))
+        result["bench"] = report["files"]
+        result["bench_table"] = report["table"]
+    write_json_atomic(out / "demo.json", result)
+    return result

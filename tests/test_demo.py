@@ -1,0 +1,61 @@
+"""`fcnedge demo` on the bundled model, and the bundled model's card against a fresh eval."""
+import json
+
+import cv2
+import pytest
+
+from fcnedge.benchmarks.demo import BUNDLED_MODEL, models_dir
+from fcnedge.cli import main
+
+
+def _frame_count(path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count
+
+
+def test_bundled_model_and_card_are_in_the_box():
+    model = models_dir() / BUNDLED_MODEL
+    card = json.loads(model.with_suffix(".json").read_text())
+    assert model.stat().st_size == card["size_bytes"]
+    assert card["model_format"] == "int8-qat" and card["input"]["dtype"] == "int8"
+    assert card["labels"]["void_id"] == 11 and len(card["labels"]["class_names"]) == 11
+
+
+def test_demo_on_the_bundled_model_writes_video_sheet_and_bench(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("FCNEDGE_DATA", raising=False)
+    out = tmp_path / "demo"
+    code = main(["demo", "--out", str(out), "--max-frames", "8", "--json",
+                 str(tmp_path / "demo.json")])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    result = json.loads((tmp_path / "demo.json").read_text())
+    assert result["frames"] == 8 and "synthetic" in result["clip"]
+    assert _frame_count(out / "demo_overlay.mp4") == 8
+    assert cv2.imread(str(out / "contact_sheet.png")) is not None
+    bench = json.loads((out / "bench" / "bench.json").read_text())
+    assert {row["format"] for row in bench["rows"]} >= {"int8-qat"}
+    assert all(row["status"] == "ok" for row in bench["rows"])
+    assert str(out / "demo_overlay.mp4") in printed.out
+
+
+def test_demo_never_replaces_a_folder_it_did_not_write(tmp_path, capsys):
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    code = main(["demo", "--out", str(out), "--no-bench", "--max-frames", "2"])
+    assert code == 2 and "not a previous demo's output" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_bundled_card_figures_are_reproduced_by_eval(camvid_root, tmp_path, capsys):
+    model = models_dir() / BUNDLED_MODEL
+    card = json.loads(model.with_suffix(".json").read_text())
+    code = main(["eval", "--model", str(model), "--data", str(camvid_root), "--split", "val",
+                 "--out", str(tmp_path / "eval"), "--json", str(tmp_path / "e.json")])
+    assert code == 0, capsys.readouterr().err
+    scores = json.loads((tmp_path / "e.json").read_text())
+    assert scores["miou"] == pytest.approx(card["verification"]["miou"], abs=0.5)
