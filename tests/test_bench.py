@@ -109,3 +109,17 @@ def test_bad_bench_inputs(converted, synth_data, tmp_path, capsys):
         assert code == 2 and message in err, (extra, err)
     with pytest.raises(InputError, match="no models given"):
         BenchOptions(models=(), data=".", out=".")
+
+
+def test_model_card_is_written_from_the_records(benched, converted, tmp_path):
+    from fcnedge.benchmarks.model_card import main as card_main
+
+    run, result = converted
+    _, report, out = benched
+    convert_json = tmp_path / "convert.json"
+    convert_json.write_text(json.dumps(result))
+    assert card_main([str(run), str(convert_json), str(out / "bench.json"),
+                      str(tmp_path / "card.md")]) == 0
+    text = (tmp_path / "card.md").read_text()
+    assert f"| Keras float32 | | {result['keras_miou']:.2f} | |" in text
+    assert "| int8-qat |" in text and "| Pedestrian |" in text and "fcnedge train" in text

@@ -70,3 +70,41 @@ def test_local_workers_bad_count(synth_data, tmp_path, capsys):
                  "--local-workers", "0"])
     assert code == 2 and "--local-workers: got 0" in capsys.readouterr().err
     os.environ.pop("TF_CONFIG", None)
+
+
+def test_resume_after_a_worker_dies(synth_data, tmp_path):
+    """Kill worker 1 mid-run, stop the chief (as the launcher does), restart both --resume."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "fcnedge", "train", "--data", str(synth_data), "--out",
+            str(out), "--backbone", "vgg16", "--input-size", "32x32", "--fc-units", "8",
+            "--no-augment", "--epochs", "3", "--limit-train", "8", "--limit-val", "2",
+            "--batch-size", "2", "--threads", "1", "--quiet", "--strategy", "multi-worker"]
+
+    def start(resume: bool):
+        configs = local_tf_configs(2)
+        return [subprocess.Popen(args + (["--resume"] if resume else []),
+                                 env=dict(os.environ, TF_CONFIG=json.dumps(config),
+                                          TF_CPP_MIN_LOG_LEVEL="3"),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for config in configs]
+
+    workers = start(resume=False)
+    history = out / "history.json"
+    deadline = time.monotonic() + 300
+    while not (history.is_file() and json.loads(history.read_text() or "[]")):
+        assert time.monotonic() < deadline and all(w.poll() is None for w in workers)
+        time.sleep(0.1)
+    workers[1].send_signal(signal.SIGKILL)
+    workers[0].terminate()                # its next collective would wait for worker 1 forever
+    for worker in workers:
+        worker.wait(timeout=60)
+
+    resumed = start(resume=True)
+    assert [worker.wait(timeout=600) for worker in resumed] == [0, 0]
+    entries = json.loads(history.read_text())
+    assert [entry["epoch"] for entry in entries] == [1, 2, 3]
