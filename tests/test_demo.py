@@ -22,7 +22,7 @@ def test_bundled_model_and_card_are_in_the_box():
     card = json.loads(model.with_suffix(".json").read_text())
     assert model.stat().st_size == card["size_bytes"]
     assert card["model_format"] == "int8-qat" and card["input"]["dtype"] == "int8"
-    assert card["labels"]["void_id"] == 11 and len(card["labels"]["class_names"]) == 11
+    assert card["labels"]["void_id"] == 11 and card["labels"]["names"][11] == "Void"
 
 
 def test_demo_on_the_bundled_model_writes_video_sheet_and_bench(tmp_path, monkeypatch, capsys):

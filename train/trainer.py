@@ -208,8 +208,14 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     if config.threads:
         # Measured on 2 cores: a second intra-op thread barely speeds a step up, while two
         # single-threaded runs side by side each keep their one-thread speed.
-        tf.config.threading.set_intra_op_parallelism_threads(config.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(config.threads)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(config.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(config.threads)
+        except RuntimeError:
+            # TensorFlow fixes its thread pools when it first runs; a second train() in the
+            # same process keeps the first one's.
+            log.warning("--threads %d ignored: TensorFlow already started in this process",
+                        config.threads)
     strategy = make_strategy(config.strategy)
     chief = is_chief(strategy)
     run_dir = Path(config.out) if chief else Path(tempfile.mkdtemp(prefix="fcnedge-worker-"))
