@@ -24,6 +24,8 @@ from pathlib import Path
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.fileio import (atomic_path, prepare_output_folder, write_json_atomic,
                                     write_text_atomic)
+from fcnedge.runtime.interpreter import default_threads
+from fcnedge.runtime.segmenter import read_model_card
 
 log = logging.getLogger("fcnedge.bench")
 
@@ -48,6 +50,8 @@ class BenchOptions:
     min_miou: float | None = None
     timeout_s: float = 1800.0
     overwrite: bool = False
+    stream: str | None = None            # a video (or image folder) each TFLite row streams
+    stream_threads: int | None = None    # None: as `fcnedge run`, all cores but one
 
     def __post_init__(self):
         if not self.models:
@@ -61,6 +65,8 @@ class BenchOptions:
                              f"{', '.join(DELEGATES)}")
         if self.threads is not None and self.threads < 1:
             raise InputError(f"--threads: got {self.threads}, expected at least 1")
+        if self.stream_threads is not None and self.stream_threads < 1:
+            raise InputError(f"--stream-threads: got {self.stream_threads}, expected at least 1")
 
 
 def model_kind(path: str) -> str:
@@ -76,6 +82,22 @@ def model_kind(path: str) -> str:
         return "keras"
     raise InputError(f"--models {path}: expected a .tflite file or a training run folder "
                      "(with run.json)")
+
+
+def int8_instructions() -> list[str]:
+    """The CPU's int8 dot-product extensions, which decide whether int8 beats float32 here.
+
+    XNNPACK's int8 kernels gain most from VNNI (x86) or dot-product/i8mm (Arm); without them
+    an int8 multiply-add costs about what a float32 FMA does.
+    """
+    wanted = {"avx512_vnni", "avx_vnni", "avx512f", "avx2", "amx_int8", "asimddp", "i8mm"}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return sorted(wanted & set(line.split(":", 1)[1].split()))
+    except OSError:
+        pass
+    return []
 
 
 def machine_header(options: BenchOptions) -> dict:
@@ -94,7 +116,11 @@ def machine_header(options: BenchOptions) -> dict:
         except metadata.PackageNotFoundError:
             continue
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "cpu": cpu, "cores": os.cpu_count(), "threads": options.threads or os.cpu_count(),
+            "cpu": cpu, "cores": os.cpu_count(), "cpu_int8_features": int8_instructions(),
+            "threads": options.threads or default_threads(),
+            "stream": options.stream,
+            "stream_threads": (options.stream_threads or default_threads(reserve=1))
+            if options.stream else None,
             "delegate": options.delegate, "python": platform.python_version(),
             "libraries": versions, "split": options.split, "data": options.data,
             "runs": options.runs, "warmup": options.warmup}
@@ -120,6 +146,30 @@ def _run_row(spec: dict, timeout_s: float) -> dict:
         why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
         return {"model": spec["model"], "status": "failed",
                 "reason": f"the interpreter process crashed ({why})"}
+
+
+def cold_start_seconds(spec: dict, timeout_s: float) -> float | None:
+    """Wall time of a fresh `fcnedge run` process from start until it has written its first
+    mask and exited: imports, model load, first frame; None when it fails."""
+    import time
+
+    with tempfile.TemporaryDirectory(prefix="fcnedge-cold-") as folder:
+        command = [sys.executable, "-m", "fcnedge", "run", "--model", spec["model"],
+                   "--source", spec["stream"], "--max-frames", "1", "--no-window",
+                   "--masks", folder, "--delegate", spec["delegate"],
+                   "--threads", str(spec["stream_threads"])]
+        start = time.perf_counter()
+        try:
+            completed = subprocess.run(command, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+        seconds = time.perf_counter() - start
+        if completed.returncode != 0 or not any(Path(folder).iterdir()):
+            log.warning("cold start run failed: %s",
+                        completed.stderr.decode(errors="replace").strip()[-300:])
+            return None
+    return round(seconds, 3)
 
 
 def add_speedups(rows: list[dict]) -> None:
@@ -155,10 +205,19 @@ COLUMNS = (("format", "format"), ("device", "device"), ("status", "status"),
            ("model_fps", "model FPS"), ("e2e_p50", "e2e p50 ms"), ("e2e_fps", "e2e FPS"),
            ("peak_rss_mb", "peak RSS MB"), ("vs_float32_tflite", "x vs f32 tflite"),
            ("vs_keras", "x vs keras"))
+# With --stream: the streaming loop's FPS (drawing and mp4 writing on), invoke-only FPS at the
+# same threads, their ratio, and a cold start of `fcnedge run` (process start to first mask).
+STREAM_COLUMNS = (("stream_fps", "stream FPS"), ("stream_invoke_fps", "invoke-only FPS"),
+                  ("stream_ratio", "stream/invoke %"), ("cold_start_s", "cold start s"))
+
+
+def columns(rows: list[dict]) -> tuple:
+    return COLUMNS + (STREAM_COLUMNS if any(r.get("stream") for r in rows) else ())
 
 
 def flat_row(row: dict) -> dict:
     model, e2e = row.get("model_only_ms", {}), row.get("end_to_end_ms", {})
+    streamed = row.get("stream") or {}
     status = row.get("status", "failed")
     if status == "failed":
         status = f"failed: {row.get('reason', '')}"
@@ -171,7 +230,9 @@ def flat_row(row: dict) -> dict:
             "e2e_p50": e2e.get("p50"), "e2e_fps": e2e.get("fps_at_p50"),
             "peak_rss_mb": row.get("peak_rss_mb"),
             "vs_float32_tflite": row.get("vs_float32_tflite"), "vs_keras": row.get("vs_keras"),
-            "model": row["model"]}
+            "stream_fps": streamed.get("fps"), "stream_invoke_fps": streamed.get("invoke_only_fps"),
+            "stream_ratio": round(100 * streamed["ratio"], 1) if streamed.get("ratio") else None,
+            "cold_start_s": row.get("cold_start_s"), "model": row["model"]}
 
 
 def _cell(value) -> str:
@@ -184,24 +245,31 @@ def _cell(value) -> str:
 
 def format_markdown(header: dict, rows: list[dict]) -> str:
     libs = ", ".join(f"{name} {version}" for name, version in header["libraries"].items())
-    lines = [f"Benchmark {header['date']}: {header['cpu']}, {header['cores']} cores, "
-             f"{header['threads']} threads, delegate {header['delegate']}; {libs}.",
+    table_columns = columns(rows)
+    features = ", ".join(header.get("cpu_int8_features") or []) or "none found"
+    lines = [f"Benchmark {header['date']}: {header['cpu']} ({features}), {header['cores']} "
+             f"cores, {header['threads']} threads, delegate {header['delegate']}; {libs}.",
              f"Accuracy on {header['data']} split '{header['split']}'; model-only latency over "
              f"{header['runs']} runs after {header['warmup']} warm-up; end to end = decode + "
-             "preprocess + invoke + postprocess per image.", "",
-             "| " + " | ".join(title for _, title in COLUMNS) + " |",
-             "|" + "|".join("---" if key in ("format", "device", "status") else "---:"
-                            for key, _ in COLUMNS) + "|"]
+             "preprocess + invoke + postprocess per image."]
+    if header.get("stream"):
+        lines.append(f"Stream: {header['stream']} through `fcnedge run`'s pipeline (overlay, HUD "
+                     f"and mp4 writing on) at {header['stream_threads']} interpreter thread(s); "
+                     "invoke-only FPS measured at the same threads; cold start = `fcnedge run` "
+                     "process start to its first mask written.")
+    lines += ["", "| " + " | ".join(title for _, title in table_columns) + " |",
+              "|" + "|".join("---" if key in ("format", "device", "status") else "---:"
+                             for key, _ in table_columns) + "|"]
     for row in rows:
         flat = flat_row(row)
-        lines.append("| " + " | ".join(_cell(flat[key]) for key, _ in COLUMNS) + " |")
+        lines.append("| " + " | ".join(_cell(flat[key]) for key, _ in table_columns) + " |")
     return "\n".join(lines) + "\n"
 
 
 def format_csv(rows: list[dict]) -> str:
     buffer = io.StringIO()
-    fields = [key for key, _ in COLUMNS] + ["model"]
-    writer = csv.DictWriter(buffer, fieldnames=fields)
+    fields = [key for key, _ in columns(rows)] + ["model"]
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
         writer.writerow(flat_row(row))
@@ -250,17 +318,36 @@ def bench(options: BenchOptions) -> dict:
 
     kinds = [model_kind(model) for model in options.models]
     pairs = find_pairs(options.data, options.split, options.limit)
+    if options.stream:
+        from fcnedge.runtime.video import open_source, parse_source
+
+        try:
+            source = parse_source(options.stream)
+            if source.kind not in ("camera", "url"):
+                open_source(source).close()     # a clear error now rather than one per row
+        except InputError as err:
+            raise InputError(str(err).replace("--source", "--stream", 1)) from err
+        if source.kind in ("camera", "url"):
+            raise InputError(f"--stream {options.stream}: expected a video file or image "
+                             "folder (a live source has no fixed length to compare rows on)")
     out = prepare_output_folder(options.out, options.overwrite)
     header = machine_header(options)
+    # Rows of several input sizes get the size in their format label.
+    sizes = {tuple(read_model_card(model).get("input", {}).get("size") or ())
+             for model, kind in zip(options.models, kinds) if kind == "tflite"} - {()}
     rows = []
     for number, (model, kind) in enumerate(zip(options.models, kinds), start=1):
         log.info("bench %d/%d: %s (%s, %d images)", number, len(kinds), model, kind, len(pairs))
         spec = {"model": str(model), "kind": kind, "data": str(options.data),
                 "split": options.split, "limit": options.limit, "runs": options.runs,
-                "warmup": options.warmup, "threads": options.threads,
+                "warmup": options.warmup, "threads": header["threads"],
+                "stream": options.stream, "stream_threads": header["stream_threads"],
+                "label_size": len(sizes) > 1,
                 "delegate": options.delegate, "device": options.device,
                 "delegate_path": options.delegate_path, "progress": True}
         row = _run_row(spec, options.timeout_s)
+        if options.stream and kind == "tflite" and row["status"] == "ok":
+            row["cold_start_s"] = cold_start_seconds(spec, options.timeout_s)
         if row["status"] == "ok" and options.min_miou is not None and row["miou"] < options.min_miou:
             row["status"] = "below floor"
         rows.append(row)
@@ -269,6 +356,11 @@ def bench(options: BenchOptions) -> dict:
         else:
             log.info("  mIoU %.2f, model-only p50 %.2f ms, end-to-end p50 %.2f ms", row["miou"],
                      row["model_only_ms"]["p50"], row["end_to_end_ms"]["p50"])
+            if row.get("stream"):
+                log.info("  stream %.1f FPS = %.0f%% of invoke-only %.1f FPS at %d thread(s); "
+                         "cold start %s s", row["stream"]["fps"], 100 * row["stream"]["ratio"],
+                         row["stream"]["invoke_only_fps"], row["stream"]["threads"],
+                         row.get("cold_start_s"))
     add_speedups(rows)
     table = format_markdown(header, rows)
     result = {"header": header, "rows": rows, "min_miou": options.min_miou,

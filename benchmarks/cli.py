@@ -17,7 +17,15 @@ def add_parsers(subparsers) -> None:
     bench.add_argument("--out", required=True, help="folder for bench.md/json/csv, pareto.png")
     bench.add_argument("--runs", type=int, default=50, help="timed model-only invocations")
     bench.add_argument("--warmup", type=int, default=5, help="untimed invocations first")
-    bench.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    bench.add_argument("--threads", type=int, default=None,
+                       help="CPU threads of every row, Keras included (default: all cores)")
+    bench.add_argument("--stream", default=None, metavar="VIDEO",
+                       help="also stream this video (or image folder) through each .tflite "
+                       "with drawing and mp4 writing on; adds stream FPS, its ratio to "
+                       "invoke-only FPS, and the cold start of `fcnedge run`")
+    bench.add_argument("--stream-threads", type=int, default=None,
+                       help="interpreter threads while streaming (default: all cores but one, "
+                       "as `fcnedge run`)")
     bench.add_argument("--delegate", default="cpu", choices=["cpu", "gpu", "edgetpu"],
                        help="for the .tflite rows (Keras rows use TensorFlow's GPU if any)")
     bench.add_argument("--device", default=None, help="EdgeTPU device, e.g. usb:0")
@@ -54,7 +62,8 @@ def run_bench(args) -> dict:
                            threads=args.threads, delegate=args.delegate, device=args.device,
                            delegate_path=args.gpu_delegate, limit=args.limit,
                            min_miou=args.min_miou, timeout_s=args.timeout,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, stream=args.stream,
+                           stream_threads=args.stream_threads)
     result = bench(options)
     print(result["table"])
     below = [row["model"] for row in result["rows"] if row["status"] == "below floor"]

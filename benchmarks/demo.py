@@ -87,7 +87,8 @@ def _synthetic_inputs(out: Path, frames: int) -> tuple[Path, Path]:
 def demo(options: DemoOptions) -> dict:
     """Runs the steps of the module docstring; returns what was written, and the figures."""
     from fcnedge.runtime.pipeline import StreamOptions, stream
-    from fcnedge.runtime.segmenter import Segmenter
+    from fcnedge.runtime.interpreter import default_threads
+    from fcnedge.runtime.segmenter import Segmenter, SegmenterOptions
     from fcnedge.runtime.video import open_source, parse_source
     from fcnedge.runtime.visualize import contact_sheet, side_by_side
 
@@ -111,7 +112,8 @@ def demo(options: DemoOptions) -> dict:
         clip_kind = "a synthetic street clip (pass --data CAMVID_DIR for real frames)"
     log.info("demo: %s through %s", clip_kind, model.name)
 
-    segmenter = Segmenter(model)
+    # As `fcnedge run` does: one core stays free for decoding, drawing and writing.
+    segmenter = Segmenter(model, SegmenterOptions(num_threads=default_threads(reserve=1)))
     picked: list[np.ndarray] = []
     spacing = max(1, frames // max(1, options.sheet_frames))
 

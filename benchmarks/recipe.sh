@@ -1,8 +1,10 @@
 #!/bin/sh
 # The recipe behind the README's published table and Pareto plot:
 #   sh benchmarks/recipe.sh RUN_DIR DATA_DIR OUT_DIR
-# builds every TFLite format from a trained run (int8-qat fine-tunes it with QAT) and benches
-# them, with the float Keras model as its own row, in one run on this machine.
+# builds every TFLite format from a trained run (int8-qat fine-tunes it with QAT), a per-tensor
+# int8-ptq variant, and float32/int8-ptq exports at 224x224, then benches them all with the
+# float Keras model as its own row, in one run on this machine. Each TFLite row also streams
+# the val split as a video (drawing and mp4 writing on) and times a cold `fcnedge run`.
 set -eu
 RUN=${1:?run folder (e.g. models/camvid_fcn4s_mobilenetv2)}
 DATA=${2:?dataset folder (e.g. ../shared/datasets/camvid)}
@@ -12,5 +14,12 @@ FCNEDGE=${FCNEDGE:-fcnedge}
 "$FCNEDGE" convert --model "$RUN" --data "$DATA" --out "$OUT/formats" --overwrite \
     --formats float32,float16,dynamic,int8-ptq,int8-qat --qat-epochs 3 --edgetpu \
     --json "$OUT/convert.json"
-"$FCNEDGE" bench --models "$OUT"/formats/*.tflite "$RUN" --data "$DATA" --split val \
-    --runs 100 --warmup 10 --out "$OUT/bench" --overwrite --json "$OUT/bench.json"
+"$FCNEDGE" convert --model "$RUN" --data "$DATA" --out "$OUT/per_tensor" --overwrite \
+    --formats int8-ptq --per-tensor --json "$OUT/convert_per_tensor.json"
+"$FCNEDGE" convert --model "$RUN" --data "$DATA" --out "$OUT/formats_224" --overwrite \
+    --formats float32,int8-ptq --input-size 224x224 --json "$OUT/convert_224.json"
+"$FCNEDGE" data clip --source "$DATA/val" --out "$OUT/val_clip.mp4" --fps 30
+"$FCNEDGE" bench --models "$OUT"/formats/*.tflite "$OUT"/per_tensor/*.tflite \
+    "$OUT"/formats_224/*.tflite "$RUN" --data "$DATA" --split val \
+    --runs 100 --warmup 10 --stream "$OUT/val_clip.mp4" \
+    --out "$OUT/bench" --overwrite --json "$OUT/bench.json"

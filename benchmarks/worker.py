@@ -11,6 +11,9 @@ Measured per row:
   end to end: per image of the split, decode the file + preprocess + invoke + postprocess (argmax
     and the resize back to the image's size), the work a deployed loop does for each frame.
   accuracy: the end-to-end label maps scored with the runtime's metric code, as `eval` does.
+  stream (TFLite rows, with --stream): the source through `fcnedge run`'s pipeline (reader,
+    model and drawer threads; overlay, HUD and mp4 writing on) at the streaming thread count,
+    against invoke-only FPS measured in the same process at that same thread count.
 """
 from __future__ import annotations
 
@@ -64,7 +67,12 @@ class TfliteRow:
         self.labels = self.segmenter.labels
         info = self.segmenter.info_dict
         self.device = f"{info['delegate']} ({info['backend']})"
-        self.format = self.segmenter.card.get("model_format") or Path(spec["model"]).stem
+        card = self.segmenter.card
+        self.format = card.get("model_format") or Path(spec["model"]).stem
+        if card.get("weight_scales") == "per-tensor":
+            self.format += " per-tensor"
+        if card.get("input", {}).get("size") and spec.get("label_size"):
+            self.format += " {}x{}".format(*card["input"]["size"])
         self.size_bytes = os.path.getsize(spec["model"])
 
     def invoke_once(self, _):
@@ -133,6 +141,35 @@ class KerasRow:
         return self._labels_to_frame(label_map, geometry)
 
 
+def measure_stream(spec: dict) -> dict:
+    """Streaming FPS with drawing and mp4 writing, and invoke-only FPS at the same threads."""
+    import tempfile
+
+    from fcnedge.runtime.interpreter import Delegate
+    from fcnedge.runtime.pipeline import StreamOptions, stream
+    from fcnedge.runtime.segmenter import Segmenter, SegmenterOptions
+    from fcnedge.runtime.video import open_source, parse_source
+
+    segmenter = Segmenter(spec["model"], SegmenterOptions(
+        delegate=Delegate(spec["delegate"]), num_threads=spec["stream_threads"],
+        device=spec.get("device"), delegate_path=spec.get("delegate_path")))
+    tensor, _ = segmenter.prepare(np.zeros((*segmenter.input_hw, 3), np.uint8))
+    segmenter.infer(tensor)
+    invoke = _timed(segmenter.interpreter.invoke, spec["runs"], spec["warmup"])
+    # FPS from the mean on both sides: the stream's FPS is frames over wall time.
+    invoke_fps = 1000.0 / float(np.mean(invoke))
+    with tempfile.TemporaryDirectory(prefix="fcnedge-stream-") as folder:
+        stats = stream(segmenter, open_source(parse_source(spec["stream"])),
+                       StreamOptions(output=str(Path(folder) / "stream.mp4"), window=False))
+    summary = stats.summary()
+    return {"source": spec["stream"], "threads": segmenter.info.num_threads,
+            "frames": summary["frames"], "fps": summary["fps"],
+            "invoke_only_fps": round(invoke_fps, 2),
+            "ratio": round(summary["fps"] / invoke_fps, 3) if summary["fps"] else None,
+            "stages_p50_ms": {name: values.get("p50")
+                              for name, values in summary["stages_ms"].items()}}
+
+
 def measure(spec: dict) -> dict:
     """The row for one model; see the module docstring."""
     pairs = _pairs(spec)
@@ -157,13 +194,15 @@ def measure(spec: dict) -> dict:
     if spec.get("progress"):
         print(file=sys.stderr)
     scores = scores_from_confusion(confusion, labels.class_names).to_dict()
+    peak_rss_mb = _peak_rss_mb()   # before the stream opens a second interpreter
+    streamed = measure_stream(spec) if spec.get("stream") and spec["kind"] == "tflite" else None
     return {"model": spec["model"], "format": row.format, "device": row.device,
             "status": "ok", "size_mb": round(row.size_bytes / 2**20, 3),
             "miou": scores["miou"], "pixel_accuracy": scores["pixel_accuracy"],
             "per_class_iou": scores["per_class_iou"], "images": len(pairs),
             "model_only_ms": latency_summary(model_only),
             "end_to_end_ms": latency_summary(end_to_end[1:] or end_to_end),
-            "peak_rss_mb": _peak_rss_mb(),
+            "peak_rss_mb": peak_rss_mb, "stream": streamed,
             "tensorflow_imported": "tensorflow" in sys.modules}
 
 

@@ -19,6 +19,9 @@ def add_parsers(subparsers) -> None:
     convert.add_argument("--out", required=True, help="folder for the .tflite files and cards")
     convert.add_argument("--formats", default="float32,float16,dynamic,int8-ptq,int8-qat",
                          help="comma-separated: float32, float16, dynamic, int8-ptq, int8-qat")
+    convert.add_argument("--input-size", default=None, metavar="HxW",
+                         help="export at another input size (multiples of 32) than the model "
+                         "was trained at; the FCN is fully convolutional (default: its own)")
     convert.add_argument("--calib-samples", type=int, default=64,
                          help="training images for int8 calibration")
     convert.add_argument("--qat-epochs", type=int, default=3,
@@ -29,6 +32,10 @@ def add_parsers(subparsers) -> None:
                          help="int8-qat: let BatchNorm keep training (default: frozen)")
     convert.add_argument("--limit-train", type=int, default=None,
                          help="use the first N training images (calibration and QAT)")
+    convert.add_argument("--per-tensor", action="store_true",
+                         help="int8-ptq: one weight scale per tensor instead of per output "
+                         "channel: a smaller file (no per-channel scale vectors); check the "
+                         "verification table for its accuracy")
     convert.add_argument("--io", default="int8", choices=["int8", "uint8"],
                          help="integer formats' input/output type (uint8 for EdgeTPU)")
     convert.add_argument("--no-verify", action="store_true", help="skip the val evaluation")
@@ -47,6 +54,12 @@ def add_parsers(subparsers) -> None:
 def run_convert(args) -> dict:
     from fcnedge.convert.export import parse_formats
     from fcnedge.convert.pipeline import ConvertOptions, convert, drop_failures
+    from fcnedge.runtime.preprocess import check_divisible, parse_size
+
+    input_hw = None
+    if args.input_size:
+        input_hw = parse_size(args.input_size)
+        check_divisible(input_hw)
 
     options = ConvertOptions(model=args.model, data=args.data, out=args.out,
                              formats=tuple(parse_formats(args.formats)),
@@ -55,7 +68,8 @@ def run_convert(args) -> dict:
                              max_drop=args.max_drop, overwrite=args.overwrite,
                              edgetpu=args.edgetpu, qat_epochs=args.qat_epochs,
                              qat_lr=args.qat_lr, qat_freeze_bn=not args.qat_train_bn,
-                             limit_train=args.limit_train)
+                             limit_train=args.limit_train, input_hw=input_hw,
+                             per_tensor=args.per_tensor)
     result = convert(options)
     print(result["table"])
     failed = drop_failures(result, options.max_drop)

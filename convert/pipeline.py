@@ -44,8 +44,16 @@ class ConvertOptions:
     qat_freeze_bn: bool = True
     qat_batch_size: int = 8
     limit_train: int | None = None
+    input_hw: tuple[int, int] | None = None     # None: the size the model was trained at
+    per_tensor: bool = False    # int8-ptq: one weight scale per tensor, not per channel
 
     def __post_init__(self):
+        if self.per_tensor and Format.INT8_QAT in self.formats:
+            # Measured with tfmot 0.8.1: per-tensor fake quantization before BatchNorm leaves
+            # the folded kernels in float32; with BatchNorm folded first, tfmot's Conv+ReLU
+            # rule drops the kernel's fake quantization and the converter goes per-channel.
+            raise InputError("--per-tensor: applies to int8-ptq only; int8-qat keeps "
+                             "per-channel weights (drop int8-qat from --formats)")
         if self.qat_epochs < 1:
             raise InputError(f"--qat-epochs: got {self.qat_epochs}, expected at least 1")
         if not self.qat_lr > 0:
@@ -86,6 +94,8 @@ def model_card(fmt: Format, graph, config, labels, info: dict, options: ConvertO
         "source_model": str(options.model),
         "data": str(options.data),
         "calibration_samples": options.calib_samples if fmt in INTEGER_FORMATS else None,
+        "weight_scales": ("per-tensor" if options.per_tensor else "per-channel")
+        if fmt in INTEGER_FORMATS else None,
         "size_bytes": size,
         "ops": graph.op_counts,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -112,7 +122,7 @@ def convert(options: ConvertOptions, progress=None) -> dict:
     prepare_output_folder(out, options.overwrite)
 
     # 2. Model and calibration images (a seeded sample of the training split).
-    model, config, labels, info = load_trained_model(model_path)
+    model, config, labels, info = load_trained_model(model_path, options.input_hw)
     rng = np.random.default_rng(options.seed)
     chosen = rng.choice(len(calib_pairs), size=min(options.calib_samples, len(calib_pairs)),
                         replace=False)
@@ -130,7 +140,7 @@ def convert(options: ConvertOptions, progress=None) -> dict:
     stem = config.name
     for fmt in options.formats:
         log.info("converting %s", fmt.value)
-        data = to_tflite(sources[fmt], fmt, calibration, options.io_type)
+        data = to_tflite(sources[fmt], fmt, calibration, options.io_type, options.per_tensor)
         path = out / f"{stem}_{fmt.value}.tflite"
         write_bytes_atomic(path, data)
         graph = read_graph(path)

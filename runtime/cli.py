@@ -31,7 +31,9 @@ def add_parsers(subparsers) -> None:
     run.add_argument("--device", default=None, help="EdgeTPU device, e.g. usb:0 or pci:0")
     run.add_argument("--gpu-delegate", default=None, metavar="PATH",
                      help="GPU delegate library (default: the platform's usual name)")
-    run.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    run.add_argument("--threads", type=int, default=None,
+                     help="interpreter CPU threads (default: all cores but one, left to "
+                     "capture, drawing and writing, which run beside the model)")
     run.add_argument("--output", default=None, metavar="FILE.mp4", help="write the view here")
     run.add_argument("--view", default="overlay", choices=["overlay", "side-by-side"])
     run.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
@@ -56,7 +58,7 @@ def _display_available() -> bool:
 
 
 def run_stream(args) -> dict:
-    from fcnedge.runtime.interpreter import Delegate
+    from fcnedge.runtime.interpreter import Delegate, default_threads
     from fcnedge.runtime.pipeline import StreamOptions, stream
     from fcnedge.runtime.preprocess import ResizeMode
     from fcnedge.runtime.segmenter import Segmenter, SegmenterOptions
@@ -72,7 +74,7 @@ def run_stream(args) -> dict:
                             output=args.output, masks=args.masks, window=window,
                             hud=not args.no_hud)
     segmenter = Segmenter(args.model, SegmenterOptions(
-        delegate=Delegate(args.delegate), num_threads=args.threads,
+        delegate=Delegate(args.delegate), num_threads=args.threads or default_threads(reserve=1),
         resize=ResizeMode(args.resize), smooth=args.smooth,
         fallback_cpu=args.fallback == "cpu", device=args.device,
         delegate_path=args.gpu_delegate))

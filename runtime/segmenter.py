@@ -101,7 +101,6 @@ class Segmenter:
         self._output = adapters.output_details(self.interpreter)
         self._lut = adapters.pixel_lut(self._input)
         self._workspace = self.new_workspace()
-        self._argmax = np.empty(self.input_hw, np.intp)
         self._ema: np.ndarray | None = None
         self._last_raw: np.ndarray | None = None
 
@@ -153,9 +152,7 @@ class Segmenter:
         return labels_to_frame(input_labels, geometry), input_labels
 
     def _label_map(self, raw: np.ndarray) -> np.ndarray:
-        # argmax into a reused index buffer; only the uint8 result is new per frame.
-        np.argmax(raw, axis=-1, out=self._argmax)
-        return self._argmax.astype(np.uint8)
+        return adapters.argmax_labels(raw)
 
     def segment_rgb(self, rgb: np.ndarray) -> np.ndarray:
         """Label map (input size) of an RGB image already at the input size, as evaluation uses."""

@@ -267,6 +267,37 @@ class Mp4Sink:
             self.tmp.unlink()
 
 
+def write_clip(source: SourceSpec | str, path: str | os.PathLike, fps: float = 30.0,
+               max_frames: int | None = None) -> dict:
+    """Writes a source's frames (an image folder, a glob, a video) into an mp4, unchanged.
+
+    Frames of another size than the first are resized to it. Returns frames, size and path.
+    """
+    if not fps > 0:
+        raise InputError(f"--fps: got {fps}, expected a positive number")
+    frames = open_source(source)
+    if getattr(frames, "live", False):
+        frames.close()
+        raise InputError(f"--source {frames.name}: a live source has no end; give a file, "
+                         "folder or glob")
+    sink, count = None, 0
+    try:
+        for frame in frames:
+            if sink is None:
+                sink = Mp4Sink(path, fps, frame.image.shape[:2])
+            sink.write(frame.image)
+            count += 1
+            if max_frames and count >= max_frames:
+                break
+    finally:
+        frames.close()
+        if sink is not None:
+            sink.close()
+    if sink is None:
+        raise InputError(f"--source {frames.name}: no frames")
+    return {"path": str(path), "frames": count, "size": list(sink.frame_hw), "fps": fps}
+
+
 class MaskSink:
     """One lossless PNG of label ids per frame: DIR/000000.png, ..."""
 

@@ -11,7 +11,7 @@ from fcnedge.runtime.errors import InputError
 
 
 @pytest.fixture(scope="module")
-def benched(converted, synth_data, tmp_path_factory):
+def benched(converted, synth_data, street_video, tmp_path_factory):
     run, result = converted
     paths = {row["format"]: row["path"] for row in result["rows"]}
     folder = tmp_path_factory.mktemp("bench")
@@ -19,7 +19,7 @@ def benched(converted, synth_data, tmp_path_factory):
     corrupt.write_bytes(open(paths["int8-qat"], "rb").read()[:2000])
     models = (paths["float32"], paths["int8-ptq"], paths["int8-qat"], str(run), str(corrupt))
     report = bench(BenchOptions(models=models, data=str(synth_data), out=str(folder / "out"),
-                                runs=5, warmup=1))
+                                runs=5, warmup=1, stream=str(street_video)))
     return result, report, folder / "out"
 
 
@@ -36,6 +36,33 @@ def test_every_report_file_is_written_and_parses(benched):
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     header = report["header"]
     assert header["cores"] >= 1 and "ai-edge-litert" in header["libraries"] and header["cpu"]
+    # Thread counts are explicit (LiteRT's unset default is one thread, not "all").
+    assert header["threads"] >= 1 and header["stream_threads"] >= 1
+    assert isinstance(header["cpu_int8_features"], list)
+    columns = next(line for line in table if line.startswith("| format"))
+    assert "stream/invoke %" in columns and "cold start s" in columns
+
+
+def test_stream_columns_for_tflite_rows(benched, street_video):
+    import cv2
+
+    _, report, _ = benched
+    capture = cv2.VideoCapture(str(street_video))
+    video_frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    capture.release()
+    threads = report["header"]["stream_threads"]
+    for row in report["rows"]:
+        if row["status"] != "ok" or row["format"] == "keras float32":
+            assert not row.get("stream") and not row.get("cold_start_s"), row["format"]
+            continue
+        streamed = row["stream"]
+        assert streamed["frames"] == video_frames and streamed["threads"] == threads
+        assert streamed["fps"] > 0 and streamed["invoke_only_fps"] > 0
+        assert streamed["ratio"] == pytest.approx(streamed["fps"] / streamed["invoke_only_fps"],
+                                                  abs=1e-3)
+        assert set(streamed["stages_p50_ms"]) == {"capture", "preprocess", "invoke",
+                                                  "postprocess", "draw"}
+        assert row["cold_start_s"] > 0
 
 
 def test_rows_measure_accuracy_like_eval_and_speed(benched):
@@ -99,6 +126,9 @@ def test_bad_bench_inputs(converted, synth_data, tmp_path, capsys):
         (["--models", path, "--runs", "0"], "--runs: got 0"),
         (["--models", path, "--data", str(empty)], "val"),
         (["--models", str(synth_data)], "expected a .tflite file or a training run folder"),
+        (["--models", path, "--stream", str(tmp_path / "no.mp4")], "--stream"),
+        (["--models", path, "--stream", "0"], "live source"),
+        (["--models", path, "--stream-threads", "0"], "--stream-threads: got 0"),
     ]
     for extra, message in cases:
         argv = {"--models": path, "--data": str(synth_data), "--out": str(tmp_path / "o")}
@@ -123,3 +153,17 @@ def test_model_card_is_written_from_the_records(benched, converted, tmp_path):
     text = (tmp_path / "card.md").read_text()
     assert f"| Keras float32 | | {result['keras_miou']:.2f} | |" in text
     assert "| int8-qat |" in text and "| Pedestrian |" in text and "fcnedge train" in text
+
+
+def test_rows_of_several_input_sizes_are_labelled_with_their_size(converted, synth_data,
+                                                                  tmp_path):
+    _, result = converted
+    path = next(row["path"] for row in result["rows"] if row["format"] == "float32")
+    card = json.loads(open(path.replace(".tflite", ".json")).read())
+    other = tmp_path / "other.tflite"
+    other.write_bytes(open(path, "rb").read())
+    card["input"]["size"] = [64, 64]           # only the label reads it
+    (tmp_path / "other.json").write_text(json.dumps(card))
+    report = bench(BenchOptions(models=(path, str(other)), data=str(synth_data),
+                                out=str(tmp_path / "o"), runs=1, warmup=0, limit=1))
+    assert [row["format"] for row in report["rows"]] == ["float32 96x128", "float32 64x64"]

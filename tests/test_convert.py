@@ -95,6 +95,8 @@ def test_bad_convert_inputs(converted, synth_data, tmp_path, capsys):
         (["--model", str(tmp_path / "nope")], "nope: not found"),
         (["--out", result["out"]], "holds files; pass --overwrite"),
         (["--data", str(tmp_path)], "no 'train' split"),
+        (["--input-size", "100x128"], "multiples of 32"),
+        (["--input-size", "big"], "--input-size: got 'big'"),
     ]
     for extra, message in cases:
         argv = {"--model": str(run), "--data": str(synth_data), "--out": str(tmp_path / "o")}
@@ -156,3 +158,18 @@ def test_convert_cli_edgetpu_without_compiler(converted, synth_data, tmp_path, c
     assert (tmp_path / "tpu" / "fcn8s_mobilenetv2_int8-ptq.edgetpu-report.json").is_file()
     interpreter, _ = make_interpreter(tmp_path / "tpu" / "fcn8s_mobilenetv2_int8-ptq.tflite")
     assert interpreter.get_input_details()[0]["dtype"] == np.uint8
+
+
+def test_convert_at_another_input_size(converted, synth_data, tmp_path, capsys):
+    # Trained at 96x128; the fully convolutional weights export at 64x160 as well.
+    run, _ = converted
+    code = main(["convert", "--model", str(run), "--data", str(synth_data), "--out",
+                 str(tmp_path / "small"), "--formats", "float32", "--input-size", "64x160",
+                 "--limit-val", "4"])
+    assert code == 0, capsys.readouterr().err
+    model = tmp_path / "small" / "fcn8s_mobilenetv2_float32.tflite"
+    interpreter, _ = make_interpreter(model)
+    assert list(interpreter.get_input_details()[0]["shape"]) == [1, 64, 160, 3]
+    assert list(interpreter.get_output_details()[0]["shape"])[:3] == [1, 64, 160]
+    card = json.loads(model.with_suffix(".json").read_text())
+    assert card["input"]["size"] == [64, 160]

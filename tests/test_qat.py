@@ -129,3 +129,40 @@ def test_calibrated_qat_model_agrees_with_float_before_fine_tuning(converted, sy
     uncalibrated = agreement()
     assert calibrate_ranges(qat, model, images) > 10
     assert agreement() > 0.9 > uncalibrated
+
+
+def _weight_scale_counts(data: bytes) -> dict:
+    """Per weight tensor of each CONV_2D / DEPTHWISE_CONV_2D: how many scales it carries."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=data)
+    counts = {}
+    for op in interpreter._get_ops_details():
+        if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            weights = interpreter._get_tensor_details(op["inputs"][1], 0)
+            counts[weights["name"]] = len(weights["quantization_parameters"]["scales"])
+    return counts
+
+
+def test_per_tensor_ptq_drops_the_per_channel_vectors():
+    model = _small_model()
+    images = np.random.default_rng(0).integers(0, 256, (4, 64, 96, 3)).astype(np.uint8)
+    sizes = {}
+    for per_tensor in (False, True):
+        data = to_tflite(model, Format.INT8_PTQ, images, per_tensor=per_tensor)
+        counts = _weight_scale_counts(data)
+        assert counts, "no convolutions found"
+        if per_tensor:
+            assert set(counts.values()) == {1}
+        else:
+            assert max(counts.values()) > 1
+        sizes[per_tensor] = len(data)
+    assert sizes[True] < sizes[False]
+
+
+def test_per_tensor_is_refused_for_qat():
+    from fcnedge.convert.pipeline import ConvertOptions
+    from fcnedge.runtime.errors import InputError
+
+    with pytest.raises(InputError, match="--per-tensor: applies to int8-ptq only"):
+        ConvertOptions(model="m", data="d", out="o", formats=(Format.INT8_QAT,), per_tensor=True)

@@ -6,6 +6,23 @@ from fcnedge.runtime import adapters
 from fcnedge.runtime.stats import latency_summary
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.float32, np.float64])
+@pytest.mark.parametrize("channels", [2, 11, 150])
+def test_argmax_labels_matches_numpy_with_ties_on_every_path(dtype, channels):
+    # Few distinct values make ties common: the first maximum must win, as in np.argmax.
+    rng = np.random.default_rng(channels)
+    raw = rng.integers(0, 4, (17, 23, channels)).astype(dtype)
+    out = np.full((17, 23), 99, np.uint8)
+    labels = adapters.argmax_labels(raw, out=out)
+    assert labels is out
+    np.testing.assert_array_equal(labels, np.argmax(raw, axis=-1))
+
+
+def test_argmax_labels_of_a_non_contiguous_view():
+    raw = np.random.default_rng(1).normal(size=(20, 30, 12)).astype(np.float32)[:, ::2, 1:]
+    np.testing.assert_array_equal(adapters.argmax_labels(raw), np.argmax(raw, axis=-1))
+
+
 @pytest.mark.parametrize("dtype, scale, zero_point", [(np.int8, 0.05, -3), (np.uint8, 0.1, 128),
                                                       (np.int8, 1.0, -128)])
 def test_quantize_dequantize_round_trip(dtype, scale, zero_point):

@@ -194,3 +194,63 @@ def test_runtime_path_never_imports_tensorflow(tflite_models, street_video, tmp_
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                                timeout=300)
     assert "CODE 0 TF []" in completed.stdout, completed.stdout + completed.stderr
+
+
+def test_colorize_and_overlay_use_the_palette():
+    from fcnedge.runtime.labels import CAMVID
+    from fcnedge.runtime.visualize import colorize, overlay
+
+    palette = CAMVID.palette_bgr()
+    labels = np.random.default_rng(0).integers(0, len(palette), (30, 40)).astype(np.uint8)
+    labels[0, 0] = 200                      # past the palette: black, not an error
+    expected = np.zeros((30, 40, 3), np.uint8)
+    known = labels < len(palette)
+    expected[known] = palette[labels[known]]
+    np.testing.assert_array_equal(colorize(labels, palette), expected)
+    frame = np.full((30, 40, 3), 100, np.uint8)
+    blended = overlay(frame, labels, palette, alpha=0.5)
+    np.testing.assert_allclose(blended.astype(int), (expected.astype(int) + 100) / 2, atol=1)
+
+
+def test_data_clip_turns_an_image_folder_into_a_video(image_folder, tmp_path, capsys):
+    from fcnedge.cli import main
+
+    out = tmp_path / "clip.mp4"
+    code = main(["data", "clip", "--source", str(image_folder), "--out", str(out), "--fps", "12",
+                 "--max-frames", "3"])
+    assert code == 0, capsys.readouterr().err
+    capture = cv2.VideoCapture(str(out))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    first = cv2.imread(str(sorted(image_folder.iterdir())[0]))
+    assert len(frames) == 3 and frames[0].shape == first.shape
+    assert np.abs(frames[0].astype(int) - first).mean() < 12       # lossy, but the same picture
+    for argv, message in ((["--source", str(tmp_path / "none")], "--source"),
+                          (["--source", str(image_folder), "--fps", "0"], "--fps: got 0"),
+                          (["--source", str(image_folder), "--max-frames", "0"], "--max-frames")):
+        code = main(["data", "clip", "--out", str(tmp_path / "x.mp4"), *argv])
+        assert code == 2 and message in capsys.readouterr().err
+
+
+def test_default_threads_are_explicit_and_leave_a_core_when_asked(monkeypatch):
+    from fcnedge.runtime import interpreter
+
+    monkeypatch.setattr(interpreter.os, "sched_getaffinity", lambda _: {0, 1, 2, 3},
+                        raising=False)
+    assert interpreter.default_threads() == 4 and interpreter.default_threads(reserve=1) == 3
+    monkeypatch.setattr(interpreter.os, "sched_getaffinity", lambda _: {0}, raising=False)
+    assert interpreter.default_threads(reserve=1) == 1
+
+
+def test_segmenter_reports_the_threads_it_runs(tflite_models):
+    from fcnedge.runtime.interpreter import default_threads
+    from fcnedge.runtime.segmenter import Segmenter, SegmenterOptions
+
+    model = next(iter(tflite_models.values()))
+    assert Segmenter(model).info.num_threads == default_threads()
+    assert Segmenter(model, SegmenterOptions(num_threads=1)).info.num_threads == 1

@@ -56,6 +56,16 @@ def add_parsers(subparsers) -> None:
     add_common(synth)
     synth.set_defaults(handler=run_data_synth)
 
+    clip = data_sub.add_parser("clip", formatter_class=defaults,
+                               help="turn an image folder or glob (e.g. CamVid val) into an mp4 "
+                               "to stream or benchmark")
+    clip.add_argument("--source", required=True, help="image folder, glob or video file")
+    clip.add_argument("--out", required=True, help="the .mp4 to write")
+    clip.add_argument("--fps", type=float, default=30.0)
+    clip.add_argument("--max-frames", type=int, default=None)
+    add_common(clip)
+    clip.set_defaults(handler=run_data_clip)
+
     train = subparsers.add_parser("train", formatter_class=defaults,
                                   help="train an FCN; writes a run folder")
     train.add_argument("--data", required=True, help="dataset folder (SegNet layout or "
@@ -139,6 +149,16 @@ def run_data_synth(args) -> dict:
                                progress=_progress_printer("scenes"))
     log.info("wrote %d train and %d val scenes to %s", args.num, num_val, dest)
     return {"dest": str(dest), "train": args.num, "val": num_val, "size": list(size)}
+
+
+def run_data_clip(args) -> dict:
+    from fcnedge.runtime.video import parse_source, write_clip
+
+    if args.max_frames is not None and args.max_frames < 1:
+        raise InputError(f"--max-frames: got {args.max_frames}, expected at least 1")
+    result = write_clip(parse_source(args.source), args.out, args.fps, args.max_frames)
+    log.info("wrote %d frames (%dx%d) to %s", result["frames"], *result["size"], result["path"])
+    return result
 
 
 def _without_flag(argv: list[str], flag: str) -> list[str]:

@@ -283,7 +283,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
 
     dataset = train_dataset(train_arrays.images, train_arrays.masks, global_batch,
                             config.augment, labels.void_id, seed=config.seed + initial_epoch)
-    recorder = _EpochRecorder(config, run_dir, chief, labels, val_arrays, history, manager,
+    recorder = _EpochRecorder(config, run_dir, labels, val_arrays, history, manager,
                               epoch_var, optimizer, schedule)
     # Every worker runs the same callbacks: one that only the chief ran could issue a
     # collective the others never join (non-chief logs go to their temporary folder).
@@ -307,10 +307,10 @@ def _result(run_dir: Path, history: list) -> TrainResult:
 class _EpochRecorder(keras.callbacks.Callback):
     """Scores val, then writes history, weights and the checkpoint, in that order (see module)."""
 
-    def __init__(self, config: TrainConfig, run_dir: Path, chief: bool, labels: LabelSet,
+    def __init__(self, config: TrainConfig, run_dir: Path, labels: LabelSet,
                  val_arrays, history: list, manager, epoch_var, optimizer, schedule):
         super().__init__()
-        self.config, self.run_dir, self.chief, self.labels = config, run_dir, chief, labels
+        self.config, self.run_dir, self.labels = config, run_dir, labels
         self.val_arrays, self.history, self.manager = val_arrays, history, manager
         self.epoch_var, self.optimizer_ref, self.schedule = epoch_var, optimizer, schedule
         scored = [h["val_miou"] for h in history if h.get("val_miou") is not None]
