@@ -173,16 +173,17 @@ def cold_start_seconds(spec: dict, timeout_s: float) -> float | None:
 
 
 def add_speedups(rows: list[dict]) -> None:
-    """Speed-up of each row's model-only p50 against the float32 TFLite row and the Keras row."""
+    """Speed-up of each row's model-only p50 against the float32 TFLite row of the same input
+    size and against the Keras row."""
     def p50(row):
         return row.get("model_only_ms", {}).get("p50") if row.get("status") != "failed" else None
 
-    references = {"vs_float32_tflite": next((r for r in rows if r.get("format") == "float32"
-                                             and p50(r)), None),
-                  "vs_keras": next((r for r in rows if r.get("format") == "keras float32"
-                                    and p50(r)), None)}
+    float32 = [r for r in rows if r.get("model_format") == "float32" and p50(r)]
+    keras = next((r for r in rows if r.get("model_format") == "keras float32" and p50(r)), None)
     for row in rows:
-        for key, reference in references.items():
+        same_size = next((r for r in float32 if r.get("input_size") == row.get("input_size")),
+                         float32[0] if float32 else None)
+        for key, reference in (("vs_float32_tflite", same_size), ("vs_keras", keras)):
             row[key] = (round(p50(reference) / p50(row), 2)
                         if reference is not None and p50(row) else None)
 

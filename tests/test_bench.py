@@ -167,3 +167,18 @@ def test_rows_of_several_input_sizes_are_labelled_with_their_size(converted, syn
     report = bench(BenchOptions(models=(path, str(other)), data=str(synth_data),
                                 out=str(tmp_path / "o"), runs=1, warmup=0, limit=1))
     assert [row["format"] for row in report["rows"]] == ["float32 96x128", "float32 64x64"]
+
+
+def test_speedups_compare_against_float32_of_the_same_input_size():
+    from fcnedge.benchmarks.bench import add_speedups
+
+    def row(fmt, size, p50):
+        return {"model_format": fmt, "input_size": size, "status": "ok",
+                "model_only_ms": {"p50": p50}}
+
+    rows = [row("float32", [352, 480], 10.0), row("int8-ptq", [352, 480], 5.0),
+            row("float32", [224, 224], 4.0), row("int8-ptq", [224, 224], 8.0),
+            row("keras float32", [352, 480], 40.0)]
+    add_speedups(rows)
+    assert [r["vs_float32_tflite"] for r in rows] == [1.0, 2.0, 1.0, 0.5, 0.25]
+    assert [r["vs_keras"] for r in rows] == [4.0, 8.0, 10.0, 5.0, 1.0]
