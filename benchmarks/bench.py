@@ -324,13 +324,12 @@ def bench(options: BenchOptions) -> dict:
 
         try:
             source = parse_source(options.stream)
-            if source.kind not in ("camera", "url"):
-                open_source(source).close()     # a clear error now rather than one per row
+            if source.kind in ("camera", "url"):
+                raise InputError(f"--stream {options.stream}: expected a video file or image "
+                                 "folder (a live source has no fixed length to compare rows on)")
+            open_source(source).close()     # a clear error now rather than one per row
         except InputError as err:
             raise InputError(str(err).replace("--source", "--stream", 1)) from err
-        if source.kind in ("camera", "url"):
-            raise InputError(f"--stream {options.stream}: expected a video file or image "
-                             "folder (a live source has no fixed length to compare rows on)")
     out = prepare_output_folder(options.out, options.overwrite)
     header = machine_header(options)
     # Rows of several input sizes get the size in their format label.

@@ -136,7 +136,7 @@ def argmax_labels(raw: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     if out is None:
         out = np.empty(raw.shape[:2], np.uint8)
     channels = raw.shape[-1]
-    if (raw.ndim != 3 or channels < 2 or channels > min(_CV_MAX_CHANNELS, 256)
+    if (raw.ndim != 3 or channels < 2 or channels > _CV_MAX_CHANNELS
             or raw.dtype.type not in _CV_DTYPES):
         np.copyto(out, np.argmax(raw, axis=-1), casting="unsafe")
         return out
