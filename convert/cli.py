@@ -33,8 +33,9 @@ def add_parsers(subparsers) -> None:
     convert.add_argument("--limit-train", type=int, default=None,
                          help="use the first N training images (calibration and QAT)")
     convert.add_argument("--per-tensor", action="store_true",
-                         help="int8-ptq: one weight scale per tensor instead of per output "
-                         "channel: a smaller file (no per-channel scale vectors); check the "
+                         help="int8-ptq and int8-qat: one weight scale per tensor instead of "
+                         "per output channel: a smaller file (no per-channel scale vectors); "
+                         "int8-qat folds BatchNorm into the convolutions first; check the "
                          "verification table for its accuracy")
     convert.add_argument("--io", default="int8", choices=["int8", "uint8"],
                          help="integer formats' input/output type (uint8 for EdgeTPU)")

@@ -54,8 +54,9 @@ def to_tflite(model, fmt: Format, calibration: Iterable[np.ndarray] | None = Non
       calibration: RGB uint8 images at the model's input size (int8-ptq only). Natural images
         span 0..255, which makes the int8 input scale 1 and zero point -128.
       io_type: int8 or uint8 (EdgeTPU) input and output for the integer formats.
-      per_tensor: one weight scale per tensor (int8-ptq; pipeline.ConvertOptions refuses it
-        for int8-qat).
+      per_tensor: one weight scale per tensor. For int8-qat the model must already be
+        fake-quantized per tensor (convert.qat, QatConfig.per_tensor); this only keeps the
+        converter from adding per-channel scales of its own.
     """
     fmt = Format(fmt)
     if fmt in INTEGER_FORMATS and io_type not in IO_TYPES:
@@ -78,7 +79,6 @@ def to_tflite(model, fmt: Format, calibration: Iterable[np.ndarray] | None = Non
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     # int8-qat needs no representative data: its fake-quant nodes carry every range.
     if fmt in INTEGER_FORMATS:
-        # The converter's only switch for it (int8-qat refuses per_tensor: see ConvertOptions).
         converter._experimental_disable_per_channel = per_tensor
         converter.inference_input_type = tf.int8 if io_type == "int8" else tf.uint8
         converter.inference_output_type = tf.int8 if io_type == "int8" else tf.uint8

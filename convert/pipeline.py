@@ -45,15 +45,13 @@ class ConvertOptions:
     qat_batch_size: int = 8
     limit_train: int | None = None
     input_hw: tuple[int, int] | None = None     # None: the size the model was trained at
-    per_tensor: bool = False    # int8-ptq: one weight scale per tensor, not per channel
+    per_tensor: bool = False    # int8 formats: one weight scale per tensor, not per channel
 
     def __post_init__(self):
-        if self.per_tensor and Format.INT8_QAT in self.formats:
-            # Measured with tfmot 0.8.1: per-tensor fake quantization before BatchNorm leaves
-            # the folded kernels in float32; with BatchNorm folded first, tfmot's Conv+ReLU
-            # rule drops the kernel's fake quantization and the converter goes per-channel.
-            raise InputError("--per-tensor: applies to int8-ptq only; int8-qat keeps "
-                             "per-channel weights (drop int8-qat from --formats)")
+        if self.per_tensor and not self.qat_freeze_bn and Format.INT8_QAT in self.formats:
+            raise InputError("--qat-train-bn: per-tensor int8-qat folds BatchNorm into the "
+                             "convolutions before fine-tuning, so there is none left to train; "
+                             "drop --qat-train-bn or --per-tensor")
         if self.qat_epochs < 1:
             raise InputError(f"--qat-epochs: got {self.qat_epochs}, expected at least 1")
         if not self.qat_lr > 0:
@@ -151,6 +149,8 @@ def convert(options: ConvertOptions, progress=None) -> dict:
         if fmt is Format.INT8_QAT:
             card["qat"] = {"epochs": options.qat_epochs, "learning_rate": options.qat_lr,
                            "freeze_batchnorm": options.qat_freeze_bn,
+                           "batchnorm": ("folded before QAT" if options.per_tensor
+                                         else "frozen" if options.qat_freeze_bn else "training"),
                            "history": qat_history}
         write_json_atomic(card_path(path), card)
         written[fmt] = (path, card)
@@ -204,10 +204,11 @@ def _quantization_aware_training(model, train_pairs, val_arrays, calibration, co
     train_arrays = load_split(train_pairs, config.input_hw, labels)
     qat_config = QatConfig(epochs=options.qat_epochs, learning_rate=options.qat_lr,
                            batch_size=options.qat_batch_size, freeze_bn=options.qat_freeze_bn,
-                           seed=options.seed)
+                           seed=options.seed, per_tensor=options.per_tensor)
     log.info("int8-qat: fine-tuning %d epochs at lr %g on %d images (BatchNorm %s)",
              qat_config.epochs, qat_config.learning_rate, len(train_pairs),
-             "frozen" if qat_config.freeze_bn else "training")
+             "folded" if qat_config.per_tensor
+             else "frozen" if qat_config.freeze_bn else "training")
     return fine_tune(model, train_arrays, val_arrays, class_weights, labels, augment, qat_config,
                      calibration=calibration)
 

@@ -11,6 +11,14 @@ quantizes a bilinear resize (input and output must share one scale, so a separat
 quantizer adds a requantization error QAT never saw). Resizes get an explicit QuantizeConfig;
 Rescaling gets one too, but QAT swaps it for an equivalent 1x1 depthwise conv (see
 `rescaling_as_depthwise`).
+
+Per-tensor weights (one scale per kernel, 24 bytes less per output channel in the .tflite) need
+their own path, because tfmot's default scheme cannot give them: with per-tensor fake quant
+placed ahead of BatchNorm the converter leaves the folded kernels float32, and with BatchNorm
+folded beforehand tfmot's Conv+ReLU rule swaps the conv's config for a no-op (kernel not fake
+quantized, so the converter quantizes it per channel itself). So `fold_batchnorm` merges each
+BatchNorm into its conv first, every conv gets `PerTensorConvQuantizeConfig`, and ReLUs become
+`ConvReLU`, which the rule's exact class-name pattern does not match.
 """
 from __future__ import annotations
 
@@ -71,6 +79,121 @@ class SameScaleQuantizeConfig(OutputQuantizeConfig):
         return []
 
 
+class PerTensorConvQuantizeConfig(_quantize_config_base()):
+    """Conv2D/DepthwiseConv2D with one symmetric int8 scale for the whole kernel.
+
+    `quantize_output` is False for a conv whose only consumer is a ReLU: the ReLU quantizes
+    the output, so no fake quant sits between them and the converter fuses the pair into one op.
+    """
+
+    def __init__(self, quantize_output: bool = True):
+        self.quantize_output = quantize_output
+
+    @staticmethod
+    def _kernel_attribute(layer) -> str:
+        return "depthwise_kernel" if isinstance(layer, keras.layers.DepthwiseConv2D) else "kernel"
+
+    def get_weights_and_quantizers(self, layer):
+        quantizers = _tfmot().quantization.keras.quantizers
+        return [(getattr(layer, self._kernel_attribute(layer)),
+                 quantizers.LastValueQuantizer(num_bits=8, per_axis=False, symmetric=True,
+                                               narrow_range=True))]
+
+    def get_activations_and_quantizers(self, layer):
+        if not self.quantize_output:
+            return []
+        quantizers = _tfmot().quantization.keras.quantizers
+        return [(layer.activation,
+                 quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                                   narrow_range=False))]
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        setattr(layer, self._kernel_attribute(layer), quantize_weights[0])
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        if self.quantize_output:
+            layer.activation = quantize_activations[0]
+
+    def get_output_quantizers(self, layer):
+        return []
+
+    def get_config(self):
+        return {"quantize_output": self.quantize_output}
+
+
+class ConvReLU(keras.layers.ReLU):
+    """A ReLU under another class name, out of reach of tfmot's 'ReLU after Conv2D' rule."""
+
+
+CONV_TYPES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+
+
+def _inbound_layers(layer) -> list:
+    return tf.nest.flatten(layer._inbound_nodes[0].inbound_layers) if layer._inbound_nodes else []
+
+
+def _consumers(model) -> dict:
+    consumers = {layer.name: [] for layer in model.layers}
+    for layer in model.layers:
+        for inbound in _inbound_layers(layer):
+            consumers[inbound.name].append(layer)
+    return consumers
+
+
+def _folded_weights(conv, batchnorm) -> list:
+    """Kernel and bias of `conv` followed by inference-mode `batchnorm`, as one conv."""
+    weights = dict(zip([w.name.split("/")[-1].split(":")[0] for w in conv.weights],
+                       conv.get_weights()))
+    kernel_name = "depthwise_kernel" if isinstance(conv, keras.layers.DepthwiseConv2D) else "kernel"
+    kernel = weights[kernel_name]
+    channels = batchnorm.moving_mean.shape[-1]
+    gamma = batchnorm.gamma.numpy() if batchnorm.gamma is not None else np.ones(channels)
+    beta = batchnorm.beta.numpy() if batchnorm.beta is not None else np.zeros(channels)
+    scale = gamma / np.sqrt(batchnorm.moving_variance.numpy() + batchnorm.epsilon)
+    bias = weights.get("bias", np.zeros(channels))
+    # A depthwise kernel is (kh, kw, in, multiplier): output channel = in * multiplier + m.
+    kernel = kernel * scale.reshape(kernel.shape[2:] if kernel_name == "depthwise_kernel"
+                                    else (-1,))
+    bias = (bias - batchnorm.moving_mean.numpy()) * scale + beta
+    return [kernel.astype(np.float32), bias.astype(np.float32)]
+
+
+def fold_batchnorm(model):
+    """A float copy of `model` with every BatchNorm that directly follows a conv (its only
+    consumer) merged into that conv's kernel and bias; same outputs, same layer names."""
+    consumers = _consumers(model)
+    folds = {}      # conv name -> the BatchNorm merged into it
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.BatchNormalization):
+            continue
+        inbound = _inbound_layers(layer)
+        if (len(inbound) == 1 and isinstance(inbound[0], CONV_TYPES)
+                and len(consumers[inbound[0].name]) == 1
+                and inbound[0].get_config().get("activation") == "linear"):
+            folds[inbound[0].name] = layer
+    merged = {bn.name: conv_name for conv_name, bn in folds.items()}
+
+    source = model.inputs[0]
+    image = keras.Input(batch_shape=source.shape, dtype=source.dtype, name=model.layers[0].name)
+    tensors = {id(source): image}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if layer.name in merged:
+            tensors[id(layer.output)] = tensors[id(model.get_layer(merged[layer.name]).output)]
+            continue
+        inputs = tf.nest.map_structure(lambda t: tensors[id(t)],
+                                       layer._inbound_nodes[0].input_tensors)
+        config = layer.get_config()
+        if layer.name in folds:
+            config["use_bias"] = True
+        clone = layer.__class__.from_config(config)
+        tensors[id(layer.output)] = clone(inputs)
+        clone.set_weights(_folded_weights(layer, folds[layer.name]) if layer.name in folds
+                          else layer.get_weights())
+    return keras.Model(image, tensors[id(model.outputs[0])], name=model.name)
+
+
 def explicit_quantize_config(layer):
     """The QuantizeConfig this project sets for a layer, or None to keep tfmot's default."""
     if isinstance(layer, (keras.layers.UpSampling2D, keras.layers.Resizing)):
@@ -102,7 +225,9 @@ def rescaling_as_depthwise(layer):
 def quantize_scope():
     return _tfmot().quantization.keras.quantize_scope(
         {"OutputQuantizeConfig": OutputQuantizeConfig,
-         "SameScaleQuantizeConfig": SameScaleQuantizeConfig})
+         "SameScaleQuantizeConfig": SameScaleQuantizeConfig,
+         "PerTensorConvQuantizeConfig": PerTensorConvQuantizeConfig,
+         "ConvReLU": ConvReLU})
 
 
 def freeze_batchnorm(model) -> int:
@@ -115,17 +240,35 @@ def freeze_batchnorm(model) -> int:
     return count
 
 
-def quantize_for_training(model, freeze_bn: bool = True):
-    """A fake-quantized copy of a float FCN, ready to fine-tune; the float model is untouched."""
+def quantize_for_training(model, freeze_bn: bool = True, per_tensor: bool = False):
+    """A fake-quantized copy of a float FCN, ready to fine-tune; the float model is untouched.
+
+    per_tensor: one weight scale per kernel. Pass a model without BatchNorm after its convs
+    (`fold_batchnorm`): a BatchNorm left there would be folded by the converter after the
+    kernel's fake quant, and the folded kernel would stay float32.
+    """
     tfmot = _tfmot()
     annotate_layer = tfmot.quantization.keras.quantize_annotate_layer
     standins = {}
+    consumers = _consumers(model) if per_tensor else {}
 
     def annotate(layer):
         if isinstance(layer, keras.layers.Rescaling):
             standins[layer.name] = rescaling_as_depthwise(layer)
+            if per_tensor:
+                # Built here, outside the annotation wrapper, so its weights carry the layer's
+                # own name ('normalize/...') for _copy_weights_by_name.
+                standins[layer.name](tf.zeros((1, 1, 1, 3)))
+                return annotate_layer(standins[layer.name], PerTensorConvQuantizeConfig())
             return standins[layer.name]
+        if per_tensor and isinstance(layer, keras.layers.ReLU):
+            return annotate_layer(ConvReLU.from_config(layer.get_config()), OutputQuantizeConfig())
         fresh = layer.__class__.from_config(layer.get_config())
+        if per_tensor and isinstance(layer, CONV_TYPES):
+            followers = consumers[layer.name]
+            fused = (len(followers) == 1 and isinstance(followers[0], keras.layers.ReLU)
+                     and layer.get_config().get("activation") == "linear")
+            return annotate_layer(fresh, PerTensorConvQuantizeConfig(quantize_output=not fused))
         config = explicit_quantize_config(fresh)
         return annotate_layer(fresh, config) if config is not None else fresh
 
@@ -245,6 +388,7 @@ class QatConfig:
     freeze_bn: bool = True
     seed: int = 0
     keep_best: bool = True     # return the best-val epoch (else the last one)
+    per_tensor: bool = False   # one weight scale per kernel; BatchNorm folded before QAT
 
 
 def fine_tune(model, train_arrays, val_arrays, class_weights, labels, augment,
@@ -263,7 +407,10 @@ def fine_tune(model, train_arrays, val_arrays, class_weights, labels, augment,
     if config.epochs < 1:
         raise ValueError(f"--qat-epochs: got {config.epochs}, expected at least 1")
     tf.random.set_seed(config.seed)
-    qat_model = quantize_for_training(model, config.freeze_bn)
+    if config.per_tensor:
+        # Folded statistics are constants: BatchNorm is as frozen as freeze_bn makes it.
+        model = fold_batchnorm(model)
+    qat_model = quantize_for_training(model, config.freeze_bn, config.per_tensor)
     calibration = train_arrays.images[:64] if calibration is None else calibration
     calibrate_ranges(qat_model, model, calibration, config.batch_size)
     steps = max(1, len(train_arrays.images) // config.batch_size)

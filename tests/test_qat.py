@@ -74,7 +74,8 @@ def test_qat_graph_exports_as_pure_integer(decoder):
     assert expected in graph.ops
 
 
-def test_fine_tune_changes_weights_keeps_bn_frozen_and_stays_quantized(synth_data):
+@pytest.mark.parametrize("per_tensor", [False, True])
+def test_fine_tune_changes_weights_keeps_bn_frozen_and_stays_quantized(synth_data, per_tensor):
     from fcnedge.convert.qat import QatConfig, fine_tune, is_fake_quantized
     from fcnedge.train.data import find_pairs, load_split
 
@@ -90,7 +91,7 @@ def test_fine_tune_changes_weights_keeps_bn_frozen_and_stays_quantized(synth_dat
     model.fit(train.images.astype(np.float32), train.masks, batch_size=4, epochs=3, verbose=0)
     qat, history = fine_tune(model, train, val, None, CAMVID, AugmentConfig(),
                              QatConfig(epochs=1, learning_rate=1e-2, batch_size=4,
-                                       keep_best=False))
+                                       keep_best=False, per_tensor=per_tensor))
     assert is_fake_quantized(qat)
     assert [entry["epoch"] for entry in history] == [0, 1]
 
@@ -106,8 +107,12 @@ def test_fine_tune_changes_weights_keeps_bn_frozen_and_stays_quantized(synth_dat
     assert not np.allclose(kernel(qat, "fcn8s_score_fr"), kernel(model, "fcn8s_score_fr"))
     # The normalisation stand-in and BatchNorm do not train.
     np.testing.assert_allclose(kernel(qat, "normalize").ravel(), [1 / 127.5] * 3, rtol=1e-6)
-    np.testing.assert_array_equal(moving_mean(qat, "block_6_expand_BN"),
-                                  moving_mean(model, "block_6_expand_BN"))
+    if per_tensor:
+        # Folded into the convolutions: statistics became constants in the kernels.
+        assert not [layer for layer in qat.layers if "BN" in layer.name or "bn" in layer.name]
+    else:
+        np.testing.assert_array_equal(moving_mean(qat, "block_6_expand_BN"),
+                                      moving_mean(model, "block_6_expand_BN"))
 
 
 def test_calibrated_qat_model_agrees_with_float_before_fine_tuning(converted, synth_data):
@@ -160,9 +165,59 @@ def test_per_tensor_ptq_drops_the_per_channel_vectors():
     assert sizes[True] < sizes[False]
 
 
-def test_per_tensor_is_refused_for_qat():
+def test_folding_batchnorm_keeps_the_outputs():
+    from fcnedge.convert.qat import fold_batchnorm
+    from fcnedge.train.tfcompat import keras
+
+    model = _small_model()
+    rng = np.random.default_rng(1)
+    # Fresh BatchNorms are near identities; give them statistics worth folding.
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            channels = layer.moving_mean.shape[-1]
+            layer.set_weights([rng.uniform(0.5, 2, channels), rng.normal(0, 0.5, channels),
+                               rng.normal(0, 0.5, channels), rng.uniform(0.2, 3, channels)])
+    folded = fold_batchnorm(model)
+    assert not [layer for layer in folded.layers
+                if isinstance(layer, keras.layers.BatchNormalization)]
+    assert {layer.name for layer in folded.layers} < {layer.name for layer in model.layers}
+    pixels = rng.uniform(0, 255, (2, 64, 96, 3)).astype(np.float32)
+    expected = model(pixels, training=False).numpy()
+    np.testing.assert_allclose(folded(pixels, training=False).numpy(), expected,
+                               atol=1e-4 * np.abs(expected).max())
+
+
+def test_per_tensor_qat_exports_one_scale_per_kernel_and_fuses_relu():
+    from fcnedge.convert.qat import fold_batchnorm, quantize_for_training
+
+    model = _small_model()
+    per_channel = to_tflite(quantize_for_training(model), Format.INT8_QAT)
+    per_tensor = to_tflite(quantize_for_training(fold_batchnorm(model), per_tensor=True),
+                           Format.INT8_QAT, per_tensor=True)
+    counts = _weight_scale_counts(per_tensor)
+    assert counts and set(counts.values()) == {1}
+    assert max(_weight_scale_counts(per_channel).values()) > 1
+    import tempfile
+    from pathlib import Path
+
+    graphs = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, data in (("channel", per_channel), ("tensor", per_tensor)):
+            path = Path(folder) / f"{name}.tflite"
+            path.write_bytes(data)
+            graphs[name] = read_graph(path)
+    assert export_rule_violations(graphs["tensor"], integer_io=True) == []
+    assert "DEQUANTIZE" not in graphs["tensor"].ops
+    # Same ops as the per-channel graph: every ReLU6 fused into its conv, no stray RELU6 op.
+    assert sorted(graphs["tensor"].ops) == sorted(graphs["channel"].ops)
+    assert len(per_tensor) < len(per_channel)
+
+
+def test_per_tensor_qat_cannot_train_batchnorm():
     from fcnedge.convert.pipeline import ConvertOptions
     from fcnedge.runtime.errors import InputError
 
-    with pytest.raises(InputError, match="--per-tensor: applies to int8-ptq only"):
-        ConvertOptions(model="m", data="d", out="o", formats=(Format.INT8_QAT,), per_tensor=True)
+    with pytest.raises(InputError, match="--qat-train-bn: per-tensor int8-qat folds BatchNorm"):
+        ConvertOptions(model="m", data="d", out="o", formats=(Format.INT8_QAT,), per_tensor=True,
+                       qat_freeze_bn=False)
+    ConvertOptions(model="m", data="d", out="o", formats=(Format.INT8_QAT,), per_tensor=True)
