@@ -25,12 +25,14 @@ def add_parsers(subparsers) -> None:
     run.add_argument("--source", required=True,
                      help="camera index (0), video file, rtsp/http URL, image folder or glob")
     run.add_argument("--delegate", default="cpu", choices=["cpu", "gpu", "edgetpu"],
-                     help="cpu runs XNNPACK")
+                     help="cpu runs XNNPACK; gpu tries LiteRT's GPU accelerator, then a GPU "
+                     "delegate library")
     run.add_argument("--fallback", default=None, choices=["cpu"],
                      help="if the delegate cannot load, warn and run on the CPU")
     run.add_argument("--device", default=None, help="EdgeTPU device, e.g. usb:0 or pci:0")
     run.add_argument("--gpu-delegate", default=None, metavar="PATH",
-                     help="GPU delegate library (default: the platform's usual name)")
+                     help="GPU delegate library (default: LiteRT's GPU accelerator, then "
+                     "the platform's usual library name)")
     run.add_argument("--threads", type=int, default=None,
                      help="interpreter CPU threads (default: all cores but one, left to "
                      "capture, drawing and writing, which run beside the model)")

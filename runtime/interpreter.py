@@ -2,7 +2,9 @@
 
 The interpreter comes from ai_edge_litert (LiteRT, the maintained successor of tflite-runtime),
 else tflite_runtime, else tf.lite; the choice is made once per call and reported. XNNPACK is the
-CPU path (LiteRT applies it by default); GPU and EdgeTPU are external delegate libraries.
+CPU path (LiteRT applies it by default). EdgeTPU is an external delegate library. GPU is LiteRT's
+own GPU accelerator (its CompiledModel API) when ai_edge_litert is installed and no library is
+named, else (or when that finds no GPU) a GPU delegate library.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from fcnedge.runtime.errors import InputError
 
@@ -108,9 +112,70 @@ def delegate_library(delegate: Delegate, library: str | None = None) -> str:
     return table.get(platform.system(), table["Linux"])
 
 
+class CompiledModelInterpreter:
+    """LiteRT's CompiledModel behind the Interpreter methods this runtime calls.
+
+    LiteRT 2.x reaches the GPU through CompiledModel's hardware accelerators, not a delegate
+    object. CompiledModel reports no quantization parameters, so the tensor details (scale, zero
+    point, index) come from a classic interpreter over the same bytes, never allocated.
+    """
+
+    def __init__(self, content: bytes, details_source, accelerators, num_threads: int):
+        from ai_edge_litert.compiled_model import CompiledModel, CpuOptions, Options
+
+        self._inputs = details_source.get_input_details()
+        self._outputs = details_source.get_output_details()
+        if len(self._inputs) != 1 or len(self._outputs) != 1:
+            raise ValueError("CompiledModel path: expected one input and one output tensor")
+        self._content = content    # the compiled model may point into these bytes
+        self._model = CompiledModel.from_buffer(
+            content, options=Options(hardware_accelerators=accelerators,
+                                     cpu_options=CpuOptions(num_threads=num_threads)))
+        self._input_buffers = self._model.create_input_buffers(0)
+        self._output_buffers = self._model.create_output_buffers(0)
+        self.fully_accelerated = self._model.is_fully_accelerated()
+
+    def allocate_tensors(self) -> None:
+        pass    # buffers exist from construction
+
+    def get_input_details(self) -> list:
+        return self._inputs
+
+    def get_output_details(self) -> list:
+        return self._outputs
+
+    def set_tensor(self, index: int, value: np.ndarray) -> None:
+        if index != self._inputs[0]["index"]:
+            raise ValueError(f"tensor {index} is not this model's input")
+        self._input_buffers[0].write(np.ascontiguousarray(value))
+
+    def invoke(self) -> None:
+        self._model.run_by_index(0, self._input_buffers, self._output_buffers)
+
+    def get_tensor(self, index: int) -> np.ndarray:
+        details = self._outputs[0]
+        if index != details["index"]:
+            raise ValueError(f"tensor {index} is not this model's output")
+        shape = tuple(int(n) for n in details["shape"])
+        return self._output_buffers[0].read(int(np.prod(shape)), details["dtype"]).reshape(shape)
+
+
+def open_gpu_accelerator(content: bytes, backend: Backend, num_threads: int):
+    """The model on LiteRT's GPU accelerator; RuntimeError or ValueError when it cannot start
+    (no GPU, no driver, an op it cannot place)."""
+    from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+
+    details_source = backend.interpreter_class(model_content=content)
+    # CPU beside GPU: ops the GPU lacks run on XNNPACK instead of failing the whole model.
+    return CompiledModelInterpreter(content, details_source,
+                                    HardwareAccelerator.GPU | HardwareAccelerator.CPU,
+                                    num_threads)
+
+
 def load_delegate(backend: Backend, delegate: Delegate, library: str | None = None,
-                  device: str | None = None):
-    """Loads an external delegate, or raises DelegateUnavailable naming the library."""
+                  device: str | None = None, tried: str = ""):
+    """Loads an external delegate, or raises DelegateUnavailable naming the library (and
+    `tried`, what was attempted before it)."""
     name = delegate_library(delegate, library)
     options = {"device": device} if (device and delegate is Delegate.EDGETPU) else None
     try:
@@ -120,8 +185,8 @@ def load_delegate(backend: Backend, delegate: Delegate, library: str | None = No
         return backend.load_delegate(name, options)
     except (ValueError, OSError, RuntimeError) as err:
         raise DelegateUnavailable(
-            f"--delegate {delegate.value}: could not load {name} ({str(err).strip()}); it comes "
-            f"with {_WHERE[delegate.value]}. Use --fallback cpu to run on the CPU instead"
+            f"--delegate {delegate.value}: {tried}could not load {name} ({str(err).strip()}); "
+            f"it comes with {_WHERE[delegate.value]}. Use --fallback cpu to run on the CPU instead"
         ) from err
 
 
@@ -167,9 +232,22 @@ def make_interpreter(model_path: str | os.PathLike, delegate: Delegate | str = D
     content = check_model_file(model_path)
     backend = backend or find_backend()
     delegates, used, fell_back = [], delegate, False
+    tried = ""
+    if delegate is Delegate.GPU and not delegate_path and backend.name == "ai_edge_litert":
+        try:
+            interpreter = open_gpu_accelerator(content, backend, num_threads)
+        except (RuntimeError, ValueError) as err:
+            log.debug("LiteRT GPU accelerator: %s", err)
+            tried = "LiteRT's GPU accelerator found no usable GPU, and "
+        else:
+            if not interpreter.fully_accelerated:
+                log.warning("%s: some ops run on the CPU beside the GPU", model_path)
+            info = InterpreterInfo("ai_edge_litert (CompiledModel)", Delegate.GPU.value,
+                                   delegate.value, num_threads, str(model_path))
+            return interpreter, info
     if delegate is not Delegate.CPU:
         try:
-            delegates = [load_delegate(backend, delegate, delegate_path, device)]
+            delegates = [load_delegate(backend, delegate, delegate_path, device, tried)]
         except DelegateUnavailable as err:
             if not fallback_cpu:
                 raise

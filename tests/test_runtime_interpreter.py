@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from fcnedge.runtime.errors import InputError
-from fcnedge.runtime.interpreter import (DelegateUnavailable, find_backend, make_interpreter)
+from fcnedge.runtime.interpreter import (CompiledModelInterpreter, DelegateUnavailable,
+                                         find_backend, make_interpreter)
 from fcnedge.runtime.segmenter import Segmenter, SegmenterOptions
 
 
@@ -75,6 +76,50 @@ def test_model_loader_fuzz_never_crashes_the_process(tmp_path, tflite_models):
 def test_missing_delegate_is_a_clear_error(delegate, library, tflite_models):
     with pytest.raises(DelegateUnavailable, match=f"could not load {library}.*--fallback cpu"):
         make_interpreter(tflite_models["int8"], delegate)
+
+
+def test_gpu_tries_litert_accelerator_before_the_library(tflite_models):
+    try:
+        interpreter, info = make_interpreter(tflite_models["float32"], "gpu")
+    except DelegateUnavailable as err:
+        # No GPU (as here): both routes are named, accelerator first.
+        assert str(err).startswith("--delegate gpu: LiteRT's GPU accelerator found no usable "
+                                   "GPU, and could not load libtensorflowlite_gpu_delegate.so")
+    else:
+        assert (info.backend, info.delegate) == ("ai_edge_litert (CompiledModel)", "gpu")
+        details = interpreter.get_input_details()[0]
+        interpreter.set_tensor(details["index"], np.zeros(details["shape"], details["dtype"]))
+        interpreter.invoke()
+        assert interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).ndim == 4
+
+
+@pytest.mark.parametrize("kind", ["float32", "int8"])
+def test_compiled_model_adapter_matches_the_interpreter(kind, tflite_models):
+    """The GPU route's adapter, run here on LiteRT's CPU accelerator."""
+    from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+
+    path = tflite_models[kind]
+    content = path.read_bytes()
+    classic, _ = make_interpreter(path, "cpu", num_threads=1)
+    backend = find_backend(("ai_edge_litert",))
+    compiled = CompiledModelInterpreter(content, backend.interpreter_class(model_content=content),
+                                        HardwareAccelerator.CPU, 1)
+    source, target = classic.get_input_details()[0], classic.get_output_details()[0]
+    assert compiled.get_input_details()[0]["quantization"] == source["quantization"]
+    rng = np.random.default_rng(0)
+    frame = (rng.uniform(0, 255, source["shape"]) if kind == "float32"
+             else rng.integers(-128, 128, source["shape"])).astype(source["dtype"])
+    outputs = []
+    for interpreter in (classic, compiled):
+        interpreter.set_tensor(source["index"], frame)
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(target["index"]).copy())
+    assert outputs[1].dtype == outputs[0].dtype and outputs[1].shape == outputs[0].shape
+    assert np.abs(outputs[0]).max() > 0
+    np.testing.assert_allclose(outputs[1].astype(np.float64), outputs[0].astype(np.float64),
+                               atol=1 if kind == "int8" else 1e-3 * np.abs(outputs[0]).max())
+    with pytest.raises(ValueError, match="not this model's input"):
+        compiled.set_tensor(source["index"] + 1000, frame)
 
 
 @pytest.mark.parametrize("delegate", ["edgetpu", "gpu"])
