@@ -37,7 +37,7 @@ def test_demo_on_the_bundled_model_writes_video_sheet_and_bench(tmp_path, monkey
     assert _frame_count(out / "demo_overlay.mp4") == 8
     assert cv2.imread(str(out / "contact_sheet.png")) is not None
     bench = json.loads((out / "bench" / "bench.json").read_text())
-    assert {row["format"] for row in bench["rows"]} >= {"int8-qat"}
+    assert {row["model_format"] for row in bench["rows"]} >= {"int8-qat"}
     assert all(row["status"] == "ok" for row in bench["rows"])
     assert str(out / "demo_overlay.mp4") in printed.out
 
