@@ -162,7 +162,7 @@ class CompiledModelInterpreter:
 
 def open_gpu_accelerator(content: bytes, backend: Backend, num_threads: int):
     """The model on LiteRT's GPU accelerator; RuntimeError or ValueError when it cannot start
-    (no GPU, no driver, an op it cannot place)."""
+    (no GPU, no driver, an op it cannot place), ImportError on a LiteRT without CompiledModel."""
     from ai_edge_litert.hardware_accelerator import HardwareAccelerator
 
     details_source = backend.interpreter_class(model_content=content)
@@ -236,7 +236,7 @@ def make_interpreter(model_path: str | os.PathLike, delegate: Delegate | str = D
     if delegate is Delegate.GPU and not delegate_path and backend.name == "ai_edge_litert":
         try:
             interpreter = open_gpu_accelerator(content, backend, num_threads)
-        except (RuntimeError, ValueError) as err:
+        except (ImportError, RuntimeError, ValueError) as err:   # ImportError: LiteRT < 2
             log.debug("LiteRT GPU accelerator: %s", err)
             tried = "LiteRT's GPU accelerator found no usable GPU, and "
         else:
