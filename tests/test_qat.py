@@ -74,8 +74,7 @@ def test_qat_graph_exports_as_pure_integer(decoder):
     assert expected in graph.ops
 
 
-@pytest.mark.parametrize("per_tensor", [False, True])
-def test_fine_tune_changes_weights_keeps_bn_frozen_and_stays_quantized(synth_data, per_tensor):
+def test_fine_tune_changes_weights_keeps_bn_frozen_and_stays_quantized(synth_data):
     from fcnedge.convert.qat import QatConfig, fine_tune, is_fake_quantized
     from fcnedge.train.data import find_pairs, load_split
 
@@ -91,7 +90,7 @@ def test_fine_tune_changes_weights_keeps_bn_frozen_and_stays_quantized(synth_dat
     model.fit(train.images.astype(np.float32), train.masks, batch_size=4, epochs=3, verbose=0)
     qat, history = fine_tune(model, train, val, None, CAMVID, AugmentConfig(),
                              QatConfig(epochs=1, learning_rate=1e-2, batch_size=4,
-                                       keep_best=False, per_tensor=per_tensor))
+                                       keep_best=False))
     assert is_fake_quantized(qat)
     assert [entry["epoch"] for entry in history] == [0, 1]
 
@@ -107,12 +106,8 @@ def test_fine_tune_changes_weights_keeps_bn_frozen_and_stays_quantized(synth_dat
     assert not np.allclose(kernel(qat, "fcn8s_score_fr"), kernel(model, "fcn8s_score_fr"))
     # The normalisation stand-in and BatchNorm do not train.
     np.testing.assert_allclose(kernel(qat, "normalize").ravel(), [1 / 127.5] * 3, rtol=1e-6)
-    if per_tensor:
-        # Folded into the convolutions: statistics became constants in the kernels.
-        assert not [layer for layer in qat.layers if "BN" in layer.name or "bn" in layer.name]
-    else:
-        np.testing.assert_array_equal(moving_mean(qat, "block_6_expand_BN"),
-                                      moving_mean(model, "block_6_expand_BN"))
+    np.testing.assert_array_equal(moving_mean(qat, "block_6_expand_BN"),
+                                  moving_mean(model, "block_6_expand_BN"))
 
 
 def test_calibrated_qat_model_agrees_with_float_before_fine_tuning(converted, synth_data):
@@ -187,30 +182,36 @@ def test_folding_batchnorm_keeps_the_outputs():
                                atol=1e-4 * np.abs(expected).max())
 
 
-def test_per_tensor_qat_exports_one_scale_per_kernel_and_fuses_relu():
-    from fcnedge.convert.qat import fold_batchnorm, quantize_for_training
+def test_per_tensor_qat_exports_one_scale_per_kernel_and_fuses_relu(synth_data):
+    from fcnedge.convert.qat import QatConfig, fine_tune, is_fake_quantized
+    from fcnedge.train.data import find_pairs, load_split
+    from fcnedge.train.tfcompat import keras
 
     model = _small_model()
-    per_channel = to_tflite(quantize_for_training(model), Format.INT8_QAT)
-    per_tensor = to_tflite(quantize_for_training(fold_batchnorm(model), per_tensor=True),
-                           Format.INT8_QAT, per_tensor=True)
-    counts = _weight_scale_counts(per_tensor)
+    train = load_split(find_pairs(synth_data, "train", 4), (64, 96), CAMVID)
+    val = load_split(find_pairs(synth_data, "val", 2), (64, 96), CAMVID)
+    qat, history = fine_tune(model, train, val, None, CAMVID, AugmentConfig(),
+                             QatConfig(epochs=1, learning_rate=1e-4, batch_size=2,
+                                       per_tensor=True))
+    assert is_fake_quantized(qat) and len(history) == 2
+    # BatchNorm folded into the convolutions: its statistics became constants in the kernels.
+    assert not [layer for layer in qat.layers
+                if isinstance(getattr(layer, "layer", layer), keras.layers.BatchNormalization)]
+    data = to_tflite(qat, Format.INT8_QAT, per_tensor=True)
+    counts = _weight_scale_counts(data)
     assert counts and set(counts.values()) == {1}
-    assert max(_weight_scale_counts(per_channel).values()) > 1
     import tempfile
     from pathlib import Path
 
-    graphs = {}
     with tempfile.TemporaryDirectory() as folder:
-        for name, data in (("channel", per_channel), ("tensor", per_tensor)):
-            path = Path(folder) / f"{name}.tflite"
-            path.write_bytes(data)
-            graphs[name] = read_graph(path)
-    assert export_rule_violations(graphs["tensor"], integer_io=True) == []
-    assert "DEQUANTIZE" not in graphs["tensor"].ops
-    # Same ops as the per-channel graph: every ReLU6 fused into its conv, no stray RELU6 op.
-    assert sorted(graphs["tensor"].ops) == sorted(graphs["channel"].ops)
-    assert len(per_tensor) < len(per_channel)
+        path = Path(folder) / "qat.tflite"
+        path.write_bytes(data)
+        graph = read_graph(path)
+    assert export_rule_violations(graph, integer_io=True) == []
+    assert "DEQUANTIZE" not in graph.ops
+    # Every ReLU6 fused into its conv, as in the per-channel graph: no activation op left.
+    assert not {"RELU", "RELU6"} & set(graph.ops)
+    assert graph.ops.count("CONV_2D") + graph.ops.count("DEPTHWISE_CONV_2D") == len(counts)
 
 
 def test_per_tensor_qat_cannot_train_batchnorm():
