@@ -79,6 +79,10 @@ class SameScaleQuantizeConfig(OutputQuantizeConfig):
         return []
 
 
+def _kernel_attribute(layer) -> str:
+    return "depthwise_kernel" if isinstance(layer, keras.layers.DepthwiseConv2D) else "kernel"
+
+
 class PerTensorConvQuantizeConfig(_quantize_config_base()):
     """Conv2D/DepthwiseConv2D with one symmetric int8 scale for the whole kernel.
 
@@ -89,13 +93,9 @@ class PerTensorConvQuantizeConfig(_quantize_config_base()):
     def __init__(self, quantize_output: bool = True):
         self.quantize_output = quantize_output
 
-    @staticmethod
-    def _kernel_attribute(layer) -> str:
-        return "depthwise_kernel" if isinstance(layer, keras.layers.DepthwiseConv2D) else "kernel"
-
     def get_weights_and_quantizers(self, layer):
         quantizers = _tfmot().quantization.keras.quantizers
-        return [(getattr(layer, self._kernel_attribute(layer)),
+        return [(getattr(layer, _kernel_attribute(layer)),
                  quantizers.LastValueQuantizer(num_bits=8, per_axis=False, symmetric=True,
                                                narrow_range=True))]
 
@@ -108,7 +108,7 @@ class PerTensorConvQuantizeConfig(_quantize_config_base()):
                                                    narrow_range=False))]
 
     def set_quantize_weights(self, layer, quantize_weights):
-        setattr(layer, self._kernel_attribute(layer), quantize_weights[0])
+        setattr(layer, _kernel_attribute(layer), quantize_weights[0])
 
     def set_quantize_activations(self, layer, quantize_activations):
         if self.quantize_output:
@@ -144,7 +144,7 @@ def _folded_weights(conv, batchnorm) -> list:
     """Kernel and bias of `conv` followed by inference-mode `batchnorm`, as one conv."""
     weights = dict(zip([w.name.split("/")[-1].split(":")[0] for w in conv.weights],
                        conv.get_weights()))
-    kernel_name = "depthwise_kernel" if isinstance(conv, keras.layers.DepthwiseConv2D) else "kernel"
+    kernel_name = _kernel_attribute(conv)
     kernel = weights[kernel_name]
     channels = batchnorm.moving_mean.shape[-1]
     gamma = batchnorm.gamma.numpy() if batchnorm.gamma is not None else np.ones(channels)

@@ -133,6 +133,8 @@ class CompiledModelInterpreter:
                                      cpu_options=CpuOptions(num_threads=num_threads)))
         self._input_buffers = self._model.create_input_buffers(0)
         self._output_buffers = self._model.create_output_buffers(0)
+        self._output_shape = tuple(int(n) for n in self._outputs[0]["shape"])
+        self._output_size = int(np.prod(self._output_shape))
         self.fully_accelerated = self._model.is_fully_accelerated()
 
     def allocate_tensors(self) -> None:
@@ -156,16 +158,16 @@ class CompiledModelInterpreter:
         details = self._outputs[0]
         if index != details["index"]:
             raise ValueError(f"tensor {index} is not this model's output")
-        shape = tuple(int(n) for n in details["shape"])
-        return self._output_buffers[0].read(int(np.prod(shape)), details["dtype"]).reshape(shape)
+        return self._output_buffers[0].read(self._output_size,
+                                            details["dtype"]).reshape(self._output_shape)
 
 
-def open_gpu_accelerator(content: bytes, backend: Backend, num_threads: int):
+def open_gpu_accelerator(content: bytes, details_source, num_threads: int):
     """The model on LiteRT's GPU accelerator; RuntimeError or ValueError when it cannot start
-    (no GPU, no driver, an op it cannot place), ImportError on a LiteRT without CompiledModel."""
+    (no GPU, no driver, an op it cannot place), ImportError on a LiteRT without CompiledModel.
+    `details_source`: a classic interpreter over `content` (see CompiledModelInterpreter)."""
     from ai_edge_litert.hardware_accelerator import HardwareAccelerator
 
-    details_source = backend.interpreter_class(model_content=content)
     # CPU beside GPU: ops the GPU lacks run on XNNPACK instead of failing the whole model.
     return CompiledModelInterpreter(content, details_source,
                                     HardwareAccelerator.GPU | HardwareAccelerator.CPU,
@@ -188,6 +190,12 @@ def load_delegate(backend: Backend, delegate: Delegate, library: str | None = No
             f"--delegate {delegate.value}: {tried}could not load {name} ({str(err).strip()}); "
             f"it comes with {_WHERE[delegate.value]}. Use --fallback cpu to run on the CPU instead"
         ) from err
+
+
+def _rejected(model_path, err: Exception) -> InputError:
+    text = str(err).strip()
+    return InputError(f"--model {model_path}: the interpreter rejected it "
+                      f"({text.splitlines()[0] if text else err})")
 
 
 def default_threads(reserve: int = 0) -> int:
@@ -235,7 +243,11 @@ def make_interpreter(model_path: str | os.PathLike, delegate: Delegate | str = D
     tried = ""
     if delegate is Delegate.GPU and not delegate_path and backend.name == "ai_edge_litert":
         try:
-            interpreter = open_gpu_accelerator(content, backend, num_threads)
+            details_source = backend.interpreter_class(model_content=content)
+        except (ValueError, RuntimeError) as err:
+            raise _rejected(model_path, err) from err
+        try:
+            interpreter = open_gpu_accelerator(content, details_source, num_threads)
         except (ImportError, RuntimeError, ValueError) as err:   # ImportError: LiteRT < 2
             log.debug("LiteRT GPU accelerator: %s", err)
             tried = "LiteRT's GPU accelerator found no usable GPU, and "
@@ -259,9 +271,7 @@ def make_interpreter(model_path: str | os.PathLike, delegate: Delegate | str = D
             num_threads=num_threads)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as err:
-        raise InputError(f"--model {model_path}: the interpreter rejected it "
-                         f"({str(err).strip().splitlines()[0] if str(err).strip() else err})"
-                         ) from err
+        raise _rejected(model_path, err) from err
     info = InterpreterInfo(backend.name, used.value, delegate.value, num_threads,
                            str(model_path), fell_back)
     log.debug("opened %s with %s on %s", model_path, backend.name, used.value)

@@ -93,6 +93,15 @@ def test_gpu_tries_litert_accelerator_before_the_library(tflite_models):
         assert interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).ndim == 4
 
 
+def test_a_broken_model_is_not_reported_as_a_missing_gpu(tflite_models, tmp_path):
+    truncated = tmp_path / "half.tflite"
+    content = tflite_models["float32"].read_bytes()
+    truncated.write_bytes(content[:len(content) // 2])
+    with pytest.raises(InputError, match="half.tflite: the interpreter rejected it") as caught:
+        make_interpreter(truncated, "gpu")
+    assert not isinstance(caught.value, DelegateUnavailable)
+
+
 @pytest.mark.parametrize("kind", ["float32", "int8"])
 def test_compiled_model_adapter_matches_the_interpreter(kind, tflite_models):
     """The GPU route's adapter, run here on LiteRT's CPU accelerator."""
