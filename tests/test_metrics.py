@@ -22,6 +22,31 @@ def test_iou_known_values():
     assert scores.pixel_accuracy == pytest.approx(4 / 5)   # the void pixel is not counted
 
 
+def test_recall_precision_and_mean_class_accuracy_known_values():
+    # Truth rows: a has 2 pixels (1 found), b has 2 (both found), c has 1 (found; the void
+    # pixel predicted as c is not counted). Predicted: a once, b three times, c once.
+    truth = np.array([0, 0, 1, 1, 2, 3])
+    pred = np.array([0, 1, 1, 1, 2, 2])
+    scores = scores_from_confusion(confusion_matrix(truth, pred, 3, void_id=3), ["a", "b", "c"])
+    assert scores.per_class_recall == pytest.approx((0.5, 1.0, 1.0))
+    assert scores.per_class_precision == pytest.approx((1.0, 2 / 3, 1.0))
+    assert scores.mean_class_accuracy == pytest.approx(2.5 / 3)
+    report = scores.to_dict()
+    assert report["per_class_recall"] == {"a": 50.0, "b": 100.0, "c": 100.0}
+    assert report["per_class_precision"]["b"] == 66.67
+    assert report["mean_class_accuracy"] == 83.33
+
+
+def test_class_never_predicted_has_no_precision_and_absent_class_no_recall():
+    truth = np.array([0, 0, 1])
+    pred = np.array([0, 0, 0])
+    scores = scores_from_confusion(confusion_matrix(truth, pred, 3), ["a", "b", "c"])
+    assert np.isnan(scores.per_class_precision[1]) and scores.per_class_recall[1] == 0.0
+    assert np.isnan(scores.per_class_recall[2]) and np.isnan(scores.per_class_precision[2])
+    assert scores.mean_class_accuracy == pytest.approx(0.5)   # c is not in truth: left out
+    assert scores.to_dict()["per_class_precision"]["b"] is None
+
+
 def test_absent_class_is_nan_and_left_out_of_the_mean():
     truth = np.array([0, 0, 1])
     pred = np.array([0, 0, 1])

@@ -65,12 +65,19 @@ def tflite_predictor(model_path, num_threads: int | None = None) -> Predictor:
 
 
 def format_scores_table(scores: SegmentationScores, title: str = "") -> str:
-    """A markdown table of per-class IoU, mIoU and pixel accuracy (percent)."""
-    lines = [f"### {title}" if title else "", "| class | IoU % |", "|---|---:|"]
-    for name, iou in zip(scores.class_names, scores.per_class_iou):
-        lines.append(f"| {name} | {'n/a' if np.isnan(iou) else f'{100 * iou:.1f}'} |")
-    lines.append(f"| **mIoU** | **{100 * scores.mean_iou:.1f}** |")
-    lines.append(f"| pixel accuracy | {100 * scores.pixel_accuracy:.1f} |")
+    """A markdown table of per-class IoU, recall and precision, then mIoU, mean class accuracy and
+    pixel accuracy (percent)."""
+    def pct(value: float) -> str:
+        return "n/a" if np.isnan(value) else f"{100 * value:.1f}"
+
+    lines = [f"### {title}" if title else "", "| class | IoU % | recall % | precision % |",
+             "|---|---:|---:|---:|"]
+    for name, iou, recall, precision in zip(scores.class_names, scores.per_class_iou,
+                                            scores.per_class_recall, scores.per_class_precision):
+        lines.append(f"| {name} | {pct(iou)} | {pct(recall)} | {pct(precision)} |")
+    lines.append(f"| **mIoU** | **{pct(scores.mean_iou)}** | | |")
+    lines.append(f"| mean class accuracy | {pct(scores.mean_class_accuracy)} | | |")
+    lines.append(f"| pixel accuracy | {pct(scores.pixel_accuracy)} | | |")
     return "\n".join(line for line in lines if line is not None).strip() + "\n"
 
 
