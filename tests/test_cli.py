@@ -93,7 +93,12 @@ def test_train_then_eval_writes_scores_and_confusion_png(broken_data, tmp_path, 
                                             "Bicyclist"}
     png = cv2.imread(str(run / "eval-val" / "confusion.png"))
     assert png is not None and png.shape[0] > 200
-    assert np.asarray(result["confusion_matrix"]).shape == (11, 11)
+    confusion = np.asarray(result["confusion_matrix"])
+    assert confusion.shape == (11, 11)
+    # Recall in the report is read off the same confusion matrix (rows are truth).
+    sky = confusion[0, 0] / confusion[0].sum() if confusion[0].sum() else None
+    assert result["per_class_recall"]["Sky"] == (None if sky is None else round(100 * sky, 2))
+    assert "recall %" in out and "mean class accuracy" in out
 
 
 def test_console_script_is_installed():
