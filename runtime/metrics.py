@@ -42,8 +42,8 @@ class SegmentationScores:
     mean_iou: float
     pixel_accuracy: float
     confusion: np.ndarray = field(repr=False, compare=False)
-    per_class_recall: tuple[float, ...] = ()
-    per_class_precision: tuple[float, ...] = ()
+    per_class_recall: tuple[float, ...]
+    per_class_precision: tuple[float, ...]
 
     @property
     def mean_class_accuracy(self) -> float:
