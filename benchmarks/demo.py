@@ -24,8 +24,9 @@ from fcnedge.runtime.fileio import prepare_output_folder, write_image_atomic, wr
 log = logging.getLogger("fcnedge.demo")
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-BUNDLED_MODEL = "camvid_fcn4s_mobilenetv2_int8-qat.tflite"
-BUNDLED_FORMATS = (BUNDLED_MODEL, "camvid_fcn4s_mobilenetv2_float32.tflite")
+BUNDLED_NAME = "camvid_fcn8s_mobilenetv2"
+BUNDLED_MODEL = f"{BUNDLED_NAME}_int8-qat.tflite"
+BUNDLED_FORMATS = (BUNDLED_MODEL, f"{BUNDLED_NAME}_float32.tflite")
 DATA_ENV = "FCNEDGE_DATA"
 
 

@@ -1,9 +1,10 @@
 """The bundled model's card (models/README.md), written from the run's own records.
 
-    python -m fcnedge.benchmarks.model_card RUN_DIR CONVERT_JSON BENCH_JSON OUT.md
+    python -m fcnedge.benchmarks.model_card RUN_DIR BENCH_JSON OUT.md CONVERT_JSON [...]
 
-Figures come from history.json (training), the converter's verification table and the
-benchmark report, so the card says what the commands measured and nothing else.
+Figures come from history.json (training), the converters' verification tables (one JSON per
+`fcnedge convert` call of `benchmarks/recipe.sh`) and the benchmark report, so the card says what
+the commands measured and nothing else.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from fcnedge.runtime.fileio import write_text_atomic
 
 FOCUS = ("Pedestrian", "Bicyclist", "Pole", "SignSymbol")
+PER_CLASS_FORMATS = ("float32", "int8-ptq", "int8-qat", "int8-qat per-tensor")
 
 
 def _per_class_table(rows: dict[str, dict]) -> list[str]:
@@ -26,14 +28,41 @@ def _per_class_table(rows: dict[str, dict]) -> list[str]:
     return lines
 
 
-def model_card(run_dir: Path, convert: dict, bench: dict) -> str:
+def _row_label(row: dict) -> str:
+    """The format, plus "per-tensor" when the file's own card says its weights were."""
+    card = Path(row["path"]).with_suffix(".json")
+    try:
+        scales = json.loads(card.read_text()).get("weight_scales")
+    except (OSError, ValueError):
+        scales = None
+    return f"{row['format']} per-tensor" if scales == "per-tensor" else row["format"]
+
+
+def _train_command(run: dict) -> str:
+    model, train = run["model"], run["train"]
+    command = (f"fcnedge train --data {train['data']} --out {train['out']} --arch "
+               f"{model['arch']} --backbone {model['backbone']} --alpha {model['alpha']} "
+               f"--input-size {model['input_hw'][0]}x{model['input_hw'][1]} --epochs "
+               f"{train['epochs']} --batch-size {train['batch_size']} --val-every "
+               f"{train['val_every']} --class-weights {train['class_weights']}")
+    if train.get("class_weight_power", 1.0) != 1.0:
+        command += f" --class-weight-power {train['class_weight_power']}"
+    if train.get("threads"):
+        command += f" --threads {train['threads']}"
+    return command + " --quiet"
+
+
+def model_card(run_dir: Path, converts: list[dict], bench: dict) -> str:
     run = json.loads((run_dir / "run.json").read_text())
     history = json.loads((run_dir / "history.json").read_text())
     scored = [h for h in history if h.get("val_miou") is not None]
     best = max(scored, key=lambda h: h["val_miou"])
     train_s = sum(h.get("seconds", 0.0) for h in history)
     model, train = run["model"], run["train"]
-    rows = {row["format"]: row for row in convert["rows"]}
+    name = run_dir.name
+    rows = {_row_label(row): row for convert in converts for row in convert["rows"]}
+    threads = (f" with {train['threads']} thread(s), beside another run"
+               if train.get("threads") else "")
     lines = [
         f"# Bundled model: CamVid {model['arch'].upper()} on MobileNetV2-{model['alpha']}",
         "",
@@ -43,43 +72,42 @@ def model_card(run_dir: Path, convert: dict, bench: dict) -> str:
         f"{train['learning_rate']} {train['schedule']}, batch {train['batch_size']}, class "
         f"weights {train['class_weights']}, augmentation scale {train['augment']['scale_min']}-"
         f"{train['augment']['scale_max']} + flip + photometric. Training took "
-        f"{train_s / 3600:.1f} h on a 2-core x86-64 CPU (other work shared the cores).",
+        f"{train_s / 3600:.1f} h on a 2-core x86-64 CPU{threads}.",
         "",
-        "Files: `camvid_fcn4s_mobilenetv2/` (run.json, history.json, best.weights.h5: the float "
-        "model), `*_int8-qat.tflite` (what `fcnedge demo` and `fcnedge run` use) and "
-        "`*_float32.tflite`, each with its card (`.json`).",
+        f"Files: `{name}/` (run.json, history.json, best.weights.h5: the float model), "
+        f"`{name}_int8-qat.tflite` (what `fcnedge demo` and `fcnedge run` use) and "
+        f"`{name}_float32.tflite`, each with its card (`.json`).",
         "",
         "## Accuracy (CamVid val, 101 images, void ignored, scored at 360x480)",
         "",
         "| format | size MB | val mIoU | delta vs float Keras |",
         "|---|---:|---:|---:|",
-        f"| Keras float32 | | {convert['keras_miou']:.2f} | |",
+        f"| Keras float32 | | {converts[0]['keras_miou']:.2f} | |",
     ]
-    for fmt, row in rows.items():
-        lines.append(f"| {fmt} | {row['size_mb']:.2f} | {row['miou']:.2f} | "
+    for label, row in rows.items():
+        lines.append(f"| {label} | {row['size_mb']:.2f} | {row['miou']:.2f} | "
                      f"{row['delta']:+.2f} |")
     lines += ["", "Per-class IoU (%):", ""]
     per_class = {"Keras (best epoch)": best["val_per_class_iou"]}
-    for fmt in ("float32", "int8-ptq", "int8-qat"):
-        if fmt in rows:
-            per_class[fmt] = rows[fmt]["per_class_iou"]
+    for label in PER_CLASS_FORMATS:
+        if label in rows:
+            per_class[label] = rows[label]["per_class_iou"]
     lines += _per_class_table(per_class)
     lines += ["", "## Speed on this machine (from `fcnedge bench`)", "", bench["table"].strip(),
-              "", "## Commands", "", "```bash",
-              f"fcnedge train --data {train['data']} --out {train['out']} --arch "
-              f"{model['arch']} --backbone {model['backbone']} --alpha {model['alpha']} "
-              f"--input-size {model['input_hw'][0]}x{model['input_hw'][1]} --epochs "
-              f"{train['epochs']} --val-every {train['val_every']} --class-weights "
-              f"{train['class_weights']} --quiet",
-              "sh benchmarks/recipe.sh models/camvid_fcn4s_mobilenetv2 "
-              "../shared/datasets/camvid out/published   # = make bench",
+              "", "## Commands", "", "```bash", _train_command(run),
+              f"sh benchmarks/recipe.sh models/{name} ../shared/datasets/camvid out/published"
+              "   # = make bench",
               "```", ""]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    run_dir, convert_json, bench_json, out = (argv or sys.argv[1:])[:4]
-    text = model_card(Path(run_dir), json.loads(Path(convert_json).read_text()),
+    args = argv if argv is not None else sys.argv[1:]
+    if len(args) < 4:
+        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+        return 2
+    run_dir, bench_json, out, *convert_jsons = args
+    text = model_card(Path(run_dir), [json.loads(Path(p).read_text()) for p in convert_jsons],
                       json.loads(Path(bench_json).read_text()))
     write_text_atomic(out, text)
     return 0

@@ -148,11 +148,12 @@ def test_model_card_is_written_from_the_records(benched, converted, tmp_path):
     _, report, out = benched
     convert_json = tmp_path / "convert.json"
     convert_json.write_text(json.dumps(result))
-    assert card_main([str(run), str(convert_json), str(out / "bench.json"),
-                      str(tmp_path / "card.md")]) == 0
+    assert card_main([str(run), str(out / "bench.json"), str(tmp_path / "card.md"),
+                      str(convert_json)]) == 0
     text = (tmp_path / "card.md").read_text()
     assert f"| Keras float32 | | {result['keras_miou']:.2f} | |" in text
     assert "| int8-qat |" in text and "| Pedestrian |" in text and "fcnedge train" in text
+    assert f"`{run.name}_int8-qat.tflite`" in text and "--batch-size" in text
 
 
 def test_rows_of_several_input_sizes_are_labelled_with_their_size(converted, synth_data,

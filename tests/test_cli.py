@@ -48,7 +48,7 @@ def break_label(root):
 
 
 @pytest.mark.parametrize("case", ["missing-data", "bad-size", "bad-label", "empty-split",
-                                  "orphan-image"])
+                                  "orphan-image", "bad-weight-power"])
 def test_train_bad_input_is_exit_2_with_one_line(case, broken_data, tmp_path, capsys):
     data, size, expect = broken_data, "64x96", None
     if case == "missing-data":
@@ -66,8 +66,11 @@ def test_train_bad_input_is_exit_2_with_one_line(case, broken_data, tmp_path, ca
         victim = sorted((broken_data / "valannot").iterdir())[0]
         victim.unlink()
         expect = f"{victim.name}: image has no mask"
+    extra = []
+    if case == "bad-weight-power":
+        extra, expect = ["--class-weight-power", "1.5"], "--class-weight-power: got 1.5"
     code, _, err = run_cli(capsys, "train", "--data", str(data), "--out", str(tmp_path / "run"),
-                           "--input-size", size, "--epochs", "1", "--quiet")
+                           "--input-size", size, "--epochs", "1", "--quiet", *extra)
     assert code == 2, err
     assert err.count("\n") == 1 and expect in err and "Traceback" not in err
 

@@ -121,6 +121,9 @@ def test_median_frequency_weights_on_a_known_histogram():
     weights = median_frequency_weights(pixels, denominators, 3)
     # freq = [0.5, 0.25, 0.5]; median 0.5 -> weights [1, 2, 1]
     assert weights.tolist() == pytest.approx([1.0, 2.0, 1.0])
+    # --class-weight-power tempers them: the square root of 2 for the rare class.
+    assert median_frequency_weights(pixels, denominators, 3, power=0.5).tolist() == \
+        pytest.approx([1.0, 2 ** 0.5, 1.0])
 
 
 def test_real_camvid_pairs(camvid_root):

@@ -96,6 +96,9 @@ def add_parsers(subparsers) -> None:
     train.add_argument("--schedule", default="cosine", choices=["cosine", "poly", "constant"])
     train.add_argument("--warmup-epochs", type=float, default=1.0)
     train.add_argument("--class-weights", default="median-freq", choices=["none", "median-freq"])
+    train.add_argument("--class-weight-power", type=float, default=1.0, metavar="P",
+                       help="median-freq weights raised to P (0 < P <= 1; 0.5 = square root): "
+                       "tempers the balancing")
     train.add_argument("--backbone-weights", default="none",
                        help="'none' (from scratch), 'imagenet' (downloads), or a weights file")
     train.add_argument("--strategy", default="default",
@@ -204,6 +207,7 @@ def run_train(args) -> dict:
         batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.lr,
         weight_decay=args.weight_decay, schedule=args.schedule,
         warmup_epochs=args.warmup_epochs, class_weights=args.class_weights,
+        class_weight_power=args.class_weight_power,
         backbone_weights=args.backbone_weights, strategy=args.strategy,
         augment=AugmentConfig(scale_min=args.scale_min, scale_max=args.scale_max,
                               enabled=not args.no_augment),

@@ -61,6 +61,7 @@ class TrainConfig:
     schedule: str = "cosine"
     warmup_epochs: float = 1.0
     class_weights: str = "median-freq"
+    class_weight_power: float = 1.0
     backbone_weights: str = "none"
     strategy: str = "default"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -85,6 +86,9 @@ class TrainConfig:
                 raise InputError(f"{flag}: got {value}, expected a positive integer")
         if not self.learning_rate > 0:
             raise InputError(f"--lr: got {self.learning_rate}, expected a positive number")
+        if not 0 < self.class_weight_power <= 1:
+            raise InputError(f"--class-weight-power: got {self.class_weight_power}, expected a "
+                             "number in (0, 1]")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -235,7 +239,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         class_weights = np.asarray(stored["class_weights"], np.float32)
     elif config.class_weights == "median-freq":
         class_weights = median_frequency_weights(
-            *label_histogram(train_arrays.masks, labels.num_labels), labels.num_classes)
+            *label_histogram(train_arrays.masks, labels.num_labels), labels.num_classes,
+            power=config.class_weight_power)
     else:
         class_weights = np.ones(labels.num_classes, np.float32)
     if not stored and chief:
