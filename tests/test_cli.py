@@ -48,7 +48,7 @@ def break_label(root):
 
 
 @pytest.mark.parametrize("case", ["missing-data", "bad-size", "bad-label", "empty-split",
-                                  "orphan-image", "bad-weight-power"])
+                                  "orphan-image", "bad-weight-power", "power-without-weights"])
 def test_train_bad_input_is_exit_2_with_one_line(case, broken_data, tmp_path, capsys):
     data, size, expect = broken_data, "64x96", None
     if case == "missing-data":
@@ -69,6 +69,9 @@ def test_train_bad_input_is_exit_2_with_one_line(case, broken_data, tmp_path, ca
     extra = []
     if case == "bad-weight-power":
         extra, expect = ["--class-weight-power", "1.5"], "--class-weight-power: got 1.5"
+    elif case == "power-without-weights":
+        extra = ["--class-weights", "none", "--class-weight-power", "0.5"]
+        expect = "nothing to temper with --class-weights none"
     code, _, err = run_cli(capsys, "train", "--data", str(data), "--out", str(tmp_path / "run"),
                            "--input-size", size, "--epochs", "1", "--quiet", *extra)
     assert code == 2, err
