@@ -12,6 +12,7 @@ import datetime
 import io
 import json
 import logging
+import math
 import os
 import platform
 import subprocess
@@ -277,6 +278,29 @@ def format_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
+def label_offsets(points: list[tuple[float, float]], step: float = 10.0,
+                  near: float = 0.06) -> list[float]:
+    """Vertical offsets (points) for the labels of (latency ms, mIoU) markers, so that markers
+    close together on the log-x plot get labels stacked downwards instead of printed on top of
+    each other (formats of one model often sit within a millisecond and a tenth of a point).
+    `near` is a fraction of each axis' span."""
+    if not points:
+        return []
+    xs = [math.log10(max(x, 1e-9)) for x, _ in points]
+    ys = [y for _, y in points]
+    span_x = (max(xs) - min(xs)) or 1.0
+    span_y = (max(ys) - min(ys)) or 1.0
+    offsets: list[float] = []
+    for i in range(len(points)):
+        taken = {offsets[j] for j in range(i)
+                 if abs(xs[i] - xs[j]) / span_x < near * 4 and abs(ys[i] - ys[j]) / span_y < near}
+        offset = 4.0
+        while offset in taken:
+            offset -= step
+        offsets.append(offset)
+    return offsets
+
+
 def plot_pareto(rows: list[dict], path: Path, title: str) -> Path | None:
     """Model-only p50 (log x) against mIoU, each row labelled, the front joined; None without
     matplotlib (it comes with the training extra)."""
@@ -284,17 +308,19 @@ def plot_pareto(rows: list[dict], path: Path, title: str) -> Path | None:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         log.warning("matplotlib is not installed (pip install 'fcnedge[train]'): no pareto.png")
         return None
     scored = [r for r in rows if r.get("status") != "failed" and r.get("miou") is not None]
     figure, axes = plt.subplots(figsize=(7.5, 5), dpi=120)
-    for row in scored:
-        x, y = row["model_only_ms"]["p50"], row["miou"]
+    points = [(row["model_only_ms"]["p50"], row["miou"]) for row in scored]
+    for row, (x, y), dy in zip(scored, points, label_offsets(points)):
         below = row.get("status") == "below floor"
         axes.scatter([x], [y], s=40, color="tab:gray" if below else "tab:blue", zorder=3)
-        axes.annotate(f"{row['format']}\n{row['device'].split(' (')[0]}", (x, y),
-                      textcoords="offset points", xytext=(6, 4), fontsize=8)
+        axes.annotate(f"{row['format']} · {row['device'].split(' (')[0]}", (x, y),
+                      textcoords="offset points", xytext=(6, dy), fontsize=7,
+                      arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5} if dy else None)
     front = pareto_front(rows)
     if len(front) > 1:
         axes.plot([r["model_only_ms"]["p50"] for r in front], [r["miou"] for r in front],
@@ -302,6 +328,9 @@ def plot_pareto(rows: list[dict], path: Path, title: str) -> Path | None:
         axes.legend(loc="lower right")
     if scored:
         axes.set_xscale("log")
+        plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+        axes.xaxis.set_major_formatter(plain)
+        axes.xaxis.set_minor_formatter(plain)
     axes.set_xlabel("model-only latency p50 (ms, log scale)")
     axes.set_ylabel("mIoU (%)")
     axes.set_title(title, fontsize=9)

@@ -183,3 +183,13 @@ def test_speedups_compare_against_float32_of_the_same_input_size():
     add_speedups(rows)
     assert [r["vs_float32_tflite"] for r in rows] == [1.0, 2.0, 1.0, 0.5, 0.25]
     assert [r["vs_keras"] for r in rows] == [4.0, 8.0, 10.0, 5.0, 1.0]
+
+
+def test_pareto_labels_of_neighbouring_markers_do_not_share_a_line():
+    from fcnedge.benchmarks.bench import label_offsets
+
+    # float16 and float32 of one model: 0.3 ms and 0.01 points apart; a 224x224 row far away.
+    offsets = label_offsets([(7.66, 56.09), (8.0, 56.08), (2.3, 48.8), (36.0, 56.08)])
+    assert offsets[0] != offsets[1]
+    assert offsets[2] == offsets[3] == offsets[0]
+    assert label_offsets([]) == []
