@@ -63,6 +63,9 @@ def model_card(run_dir: Path, converts: list[dict], bench: dict) -> str:
     rows = {_row_label(row): row for convert in converts for row in convert["rows"]}
     threads = (f" with {train['threads']} thread(s), beside another run"
                if train.get("threads") else "")
+    weights = train["class_weights"]
+    if train.get("class_weight_power", 1.0) != 1.0:
+        weights += f" to the power {train['class_weight_power']}"
     lines = [
         f"# Bundled model: CamVid {model['arch'].upper()} on MobileNetV2-{model['alpha']}",
         "",
@@ -70,7 +73,7 @@ def model_card(run_dir: Path, converts: list[dict], bench: dict) -> str:
         f"{model['input_hw'][0]}x{model['input_hw'][1]} input, {len(history)} epochs "
         f"(best val mIoU at epoch {best['epoch']}), {train['optimizer']} lr "
         f"{train['learning_rate']} {train['schedule']}, batch {train['batch_size']}, class "
-        f"weights {train['class_weights']}, augmentation scale {train['augment']['scale_min']}-"
+        f"weights {weights}, augmentation scale {train['augment']['scale_min']}-"
         f"{train['augment']['scale_max']} + flip + photometric. Training took "
         f"{train_s / 3600:.1f} h on a 2-core x86-64 CPU{threads}.",
         "",
