@@ -278,12 +278,15 @@ def format_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
+LABEL_OFFSET = 4.0       # points above a marker, where a label goes when nothing is near
+
+
 def label_offsets(points: list[tuple[float, float]], step: float = 10.0,
-                  near: float = 0.06) -> list[float]:
+                  near_x: float = 0.24, near_y: float = 0.06) -> list[float]:
     """Vertical offsets (points) for the labels of (latency ms, mIoU) markers, so that markers
     close together on the log-x plot get labels stacked downwards instead of printed on top of
     each other (formats of one model often sit within a millisecond and a tenth of a point).
-    `near` is a fraction of each axis' span."""
+    `near_x` and `near_y` are fractions of each axis' span."""
     if not points:
         return []
     xs = [math.log10(max(x, 1e-9)) for x, _ in points]
@@ -293,8 +296,8 @@ def label_offsets(points: list[tuple[float, float]], step: float = 10.0,
     offsets: list[float] = []
     for i in range(len(points)):
         taken = {offsets[j] for j in range(i)
-                 if abs(xs[i] - xs[j]) / span_x < near * 4 and abs(ys[i] - ys[j]) / span_y < near}
-        offset = 4.0
+                 if abs(xs[i] - xs[j]) / span_x < near_x and abs(ys[i] - ys[j]) / span_y < near_y}
+        offset = LABEL_OFFSET
         while offset in taken:
             offset -= step
         offsets.append(offset)
@@ -320,7 +323,8 @@ def plot_pareto(rows: list[dict], path: Path, title: str) -> Path | None:
         axes.scatter([x], [y], s=40, color="tab:gray" if below else "tab:blue", zorder=3)
         axes.annotate(f"{row['format']} · {row['device'].split(' (')[0]}", (x, y),
                       textcoords="offset points", xytext=(6, dy), fontsize=7,
-                      arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5} if dy else None)
+                      arrowprops=None if dy == LABEL_OFFSET else
+                      {"arrowstyle": "-", "color": "0.6", "lw": 0.5})
     front = pareto_front(rows)
     if len(front) > 1:
         axes.plot([r["model_only_ms"]["p50"] for r in front], [r["miou"] for r in front],
