@@ -83,6 +83,8 @@ def test_quantized_formats_stay_close_to_float(converted):
     qat = next(row for row in result["rows"] if row["format"] == "int8-qat")
     card = json.loads(open(qat["path"].replace(".tflite", ".json")).read())
     assert [entry["epoch"] for entry in card["qat"]["history"]] == [0, 1]
+    scores = [entry["val_miou"] for entry in card["qat"]["history"]]
+    assert card["qat"]["kept_epoch"] == scores.index(max(scores))
     assert card["qat"]["freeze_batchnorm"] is True
 
 
