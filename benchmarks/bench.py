@@ -12,7 +12,6 @@ import datetime
 import io
 import json
 import logging
-import math
 import os
 import platform
 import subprocess
@@ -278,30 +277,34 @@ def format_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-LABEL_OFFSET = 4.0       # points above a marker, where a label goes when nothing is near
+LABEL_GAP_PX = 2.0       # clear space kept between two stacked labels
+MARKER_SIZE = 40         # scatter area in points squared
+MARKER_RADIUS_PT = 3.5   # a little over sqrt(MARKER_SIZE) / 2
 
 
-def label_offsets(points: list[tuple[float, float]], step: float = 10.0,
-                  near_x: float = 0.24, near_y: float = 0.06) -> list[float]:
-    """Vertical offsets (points) for the labels of (latency ms, mIoU) markers, so that markers
-    close together on the log-x plot get labels stacked downwards instead of printed on top of
-    each other (formats of one model often sit within a millisecond and a tenth of a point).
-    `near_x` and `near_y` are fractions of each axis' span."""
-    if not points:
-        return []
-    xs = [math.log10(max(x, 1e-9)) for x, _ in points]
-    ys = [y for _, y in points]
-    span_x = (max(xs) - min(xs)) or 1.0
-    span_y = (max(ys) - min(ys)) or 1.0
-    offsets: list[float] = []
-    for i in range(len(points)):
-        taken = {offsets[j] for j in range(i)
-                 if abs(xs[i] - xs[j]) / span_x < near_x and abs(ys[i] - ys[j]) / span_y < near_y}
-        offset = LABEL_OFFSET
-        while offset in taken:
-            offset -= step
-        offsets.append(offset)
-    return offsets
+def stack_labels(boxes: list[tuple[float, float, float, float]],
+                 obstacles: list[tuple[float, float, float, float]] = (),
+                 gap: float = LABEL_GAP_PX) -> list[float]:
+    """Downward shifts (pixels) for label boxes (x0, y0, x1, y1; pixels, y up) so that no two
+    overlap, nor a label and an obstacle (the markers). Formats of one model often sit within a millisecond and a few tenths of a point,
+    and their labels are far wider than that, so nearness of markers says little: the boxes
+    decide. Labels are settled top first; a settled label never moves, so the highest-mIoU
+    rows keep their labels next to their markers."""
+    order = sorted(range(len(boxes)), key=lambda i: -boxes[i][3])
+    settled = list(obstacles)
+    shifts = [0.0] * len(boxes)
+    for i in order:
+        x0, y0, x1, y1 = boxes[i]
+        shift = 0.0
+        while True:
+            blocker = next((b for b in settled if x0 < b[2] and b[0] < x1
+                            and y0 - shift < b[3] + gap and b[1] - gap < y1 - shift), None)
+            if blocker is None:
+                break
+            shift = y1 - (blocker[1] - gap)       # top of this box just under the blocker
+        shifts[i] = shift
+        settled.append((x0, y0 - shift, x1, y1 - shift))
+    return shifts
 
 
 def plot_pareto(rows: list[dict], path: Path, title: str) -> Path | None:
@@ -318,13 +321,9 @@ def plot_pareto(rows: list[dict], path: Path, title: str) -> Path | None:
     scored = [r for r in rows if r.get("status") != "failed" and r.get("miou") is not None]
     figure, axes = plt.subplots(figsize=(7.5, 5), dpi=120)
     points = [(row["model_only_ms"]["p50"], row["miou"]) for row in scored]
-    for row, (x, y), dy in zip(scored, points, label_offsets(points)):
+    for row, (x, y) in zip(scored, points):
         below = row.get("status") == "below floor"
-        axes.scatter([x], [y], s=40, color="tab:gray" if below else "tab:blue", zorder=3)
-        axes.annotate(f"{row['format']} · {row['device'].split(' (')[0]}", (x, y),
-                      textcoords="offset points", xytext=(6, dy), fontsize=7,
-                      arrowprops=None if dy == LABEL_OFFSET else
-                      {"arrowstyle": "-", "color": "0.6", "lw": 0.5})
+        axes.scatter([x], [y], s=MARKER_SIZE, color="tab:gray" if below else "tab:blue", zorder=3)
     front = pareto_front(rows)
     if len(front) > 1:
         axes.plot([r["model_only_ms"]["p50"] for r in front], [r["miou"] for r in front],
@@ -340,10 +339,48 @@ def plot_pareto(rows: list[dict], path: Path, title: str) -> Path | None:
     axes.set_title(title, fontsize=9)
     axes.grid(True, which="both", alpha=0.3)
     figure.tight_layout()
+    _annotate_without_overlap(figure, axes, scored, points)
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png")
     plt.close(figure)
     return path
+
+
+def _annotate_without_overlap(figure, axes, rows: list[dict],
+                              points: list[tuple[float, float]]) -> None:
+    """Labels each marker, stacking labels whose boxes would overlap downwards, each moved label
+    joined to its marker by a thin line. Boxes are measured with the figure's own renderer after
+    the layout is final, so the stacking matches what is drawn."""
+    if not points:
+        return
+    label_dx, label_dy = 6.0, 4.0                  # points right of and above the marker
+    labels = [f"{row['format']} · {row['device'].split(' (')[0]}" for row in rows]
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    to_px = figure.dpi / 72.0
+    right_edge = axes.get_window_extent(renderer).x1
+    boxes, aligns = [], []
+    for label, point in zip(labels, points):
+        # A label that would run off the plot goes on the marker's left instead.
+        for align in ("left", "right"):
+            probe = axes.annotate(label, point, textcoords="offset points", fontsize=7,
+                                  xytext=(label_dx if align == "left" else -label_dx, label_dy),
+                                  ha=align)
+            extent = probe.get_window_extent(renderer)
+            probe.remove()
+            if align == "right" or extent.x1 <= right_edge:
+                break
+        boxes.append((extent.x0, extent.y0, extent.x1, extent.y1))
+        aligns.append(align)
+    radius = MARKER_RADIUS_PT * to_px
+    markers = [(x - radius, y - radius, x + radius, y + radius)
+               for x, y in axes.transData.transform(points)]
+    for label, point, align, shift in zip(labels, points, aligns, stack_labels(boxes, markers)):
+        axes.annotate(label, point, textcoords="offset points", fontsize=7, ha=align,
+                      xytext=(label_dx if align == "left" else -label_dx,
+                              label_dy - shift / to_px),
+                      arrowprops=None if shift == 0 else
+                      {"arrowstyle": "-", "color": "0.6", "lw": 0.5})
 
 
 def bench(options: BenchOptions) -> dict:

@@ -185,11 +185,22 @@ def test_speedups_compare_against_float32_of_the_same_input_size():
     assert [r["vs_keras"] for r in rows] == [4.0, 8.0, 10.0, 5.0, 1.0]
 
 
-def test_pareto_labels_of_neighbouring_markers_do_not_share_a_line():
-    from fcnedge.benchmarks.bench import label_offsets
+def test_pareto_labels_whose_boxes_overlap_are_stacked_apart():
+    from fcnedge.benchmarks.bench import stack_labels
 
-    # float16 and float32 of one model: 0.3 ms and 0.01 points apart; a 224x224 row far away.
-    offsets = label_offsets([(7.66, 56.09), (8.0, 56.08), (2.3, 48.8), (36.0, 56.08)])
-    assert offsets[0] != offsets[1]
-    assert offsets[2] == offsets[3] == offsets[0]
-    assert label_offsets([]) == []
+    def overlap(a, b):
+        return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+    # Three labels of one model's formats on top of each other, one far to the left at the
+    # same height, one far below: only the cluster moves, and its top label stays put.
+    boxes = [(100, 300, 220, 310), (105, 298, 210, 308), (102, 302, 230, 312),
+             (10, 300, 60, 310), (100, 100, 220, 110)]
+    shifts = stack_labels(boxes)
+    placed = [(x0, y0 - d, x1, y1 - d) for (x0, y0, x1, y1), d in zip(boxes, shifts)]
+    assert all(not overlap(placed[i], placed[j])
+               for i in range(len(placed)) for j in range(i + 1, len(placed)))
+    assert shifts[2] == 0 and shifts[0] > 0 and shifts[1] > shifts[0]
+    assert shifts[3] == 0 and shifts[4] == 0
+    assert stack_labels([]) == []
+    # A marker in the way counts as a settled box: the label goes under it.
+    assert stack_labels([(100, 300, 220, 310)], [(150, 295, 160, 305)]) == [17.0]
