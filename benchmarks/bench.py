@@ -286,10 +286,10 @@ def stack_labels(boxes: list[tuple[float, float, float, float]],
                  obstacles: list[tuple[float, float, float, float]] = (),
                  gap: float = LABEL_GAP_PX) -> list[float]:
     """Downward shifts (pixels) for label boxes (x0, y0, x1, y1; pixels, y up) so that no two
-    overlap, nor a label and an obstacle (the markers). Formats of one model often sit within a millisecond and a few tenths of a point,
-    and their labels are far wider than that, so nearness of markers says little: the boxes
-    decide. Labels are settled top first; a settled label never moves, so the highest-mIoU
-    rows keep their labels next to their markers."""
+    overlap, nor a label and an obstacle (the markers). Formats of one model often sit within a
+    millisecond and a few tenths of a point, and their labels are far wider than that, so
+    nearness of markers says little: the boxes decide. Labels are settled top first; a settled
+    label never moves, so the highest-mIoU rows keep their labels next to their markers."""
     order = sorted(range(len(boxes)), key=lambda i: -boxes[i][3])
     settled = list(obstacles)
     shifts = [0.0] * len(boxes)
