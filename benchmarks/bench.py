@@ -248,9 +248,15 @@ def format_markdown(header: dict, rows: list[dict]) -> str:
     libs = ", ".join(f"{name} {version}" for name, version in header["libraries"].items())
     table_columns = columns(rows)
     features = ", ".join(header.get("cpu_int8_features") or []) or "none found"
+    # A --limit run scores a subset; saying so keeps its mIoU from being read as the split's.
+    images = header.get("images")
+    noun = "image" if images == 1 else "images"
+    scope = ("" if images is None else f" (first {images} {noun} by name)"
+             if header.get("limited") else f" ({images} {noun})")
     lines = [f"Benchmark {header['date']}: {header['cpu']} ({features}), {header['cores']} "
              f"cores, {header['threads']} threads, delegate {header['delegate']}; {libs}.",
-             f"Accuracy on {header['data']} split '{header['split']}'; model-only latency over "
+             f"Accuracy on {header['data']} split '{header['split']}'{scope}; model-only "
+             "latency over "
              f"{header['runs']} runs after {header['warmup']} warm-up; end to end = decode + "
              "preprocess + invoke + postprocess per image."]
     if header.get("stream"):
@@ -402,6 +408,7 @@ def bench(options: BenchOptions) -> dict:
             raise InputError(str(err).replace("--source", "--stream", 1)) from err
     out = prepare_output_folder(options.out, options.overwrite)
     header = machine_header(options)
+    header["images"], header["limited"] = len(pairs), options.limit is not None
     # Rows of several input sizes get the size in their format label.
     sizes = {tuple(read_model_card(model).get("input", {}).get("size") or ())
              for model, kind in zip(options.models, kinds) if kind == "tflite"} - {()}

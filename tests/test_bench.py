@@ -8,6 +8,7 @@ import pytest
 from fcnedge.benchmarks.bench import BenchOptions, _run_row, bench, pareto_front
 from fcnedge.cli import main
 from fcnedge.runtime.errors import InputError
+from fcnedge.train.data import find_pairs
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,10 @@ def test_every_report_file_is_written_and_parses(benched):
     assert isinstance(header["cpu_int8_features"], list)
     columns = next(line for line in table if line.startswith("| format"))
     assert "stream/invoke %" in columns and "cold start s" in columns
+    # The whole split was scored, and the table says on how many images.
+    val_images = len(find_pairs(report["header"]["data"], "val"))
+    assert header["images"] == val_images and not header["limited"]
+    assert f"split 'val' ({val_images} images);" in (out / "bench.md").read_text()
 
 
 def test_stream_columns_for_tflite_rows(benched, street_video):
@@ -168,6 +173,8 @@ def test_rows_of_several_input_sizes_are_labelled_with_their_size(converted, syn
     report = bench(BenchOptions(models=(path, str(other)), data=str(synth_data),
                                 out=str(tmp_path / "o"), runs=1, warmup=0, limit=1))
     assert [row["format"] for row in report["rows"]] == ["float32 96x128", "float32 64x64"]
+    # --limit scores a subset: the table must not pass it off as the split's mIoU.
+    assert "split 'val' (first 1 image by name);" in (tmp_path / "o" / "bench.md").read_text()
 
 
 def test_speedups_compare_against_float32_of_the_same_input_size():
