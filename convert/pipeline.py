@@ -152,10 +152,8 @@ def convert(options: ConvertOptions, progress=None) -> dict:
                            "batchnorm": ("folded before QAT" if options.per_tensor
                                          else "frozen" if options.qat_freeze_bn else "training"),
                            "history": qat_history,
-                           # keep_best returns the first epoch with the top val mIoU; saying
-                           # which one tells a reader whether fine-tuning paid at all.
-                           "kept_epoch": max(qat_history,
-                                             key=lambda entry: entry["val_miou"])["epoch"]}
+                           "kept_epoch": next(entry["epoch"] for entry in qat_history
+                                              if entry.get("kept"))}
         write_json_atomic(card_path(path), card)
         written[fmt] = (path, card)
         rows.append(FormatRow(fmt.value, str(path), round(len(data) / 2**20, 3)))

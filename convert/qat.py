@@ -424,7 +424,7 @@ def fine_tune(model, train_arrays, val_arrays, class_weights, labels, augment,
                                   val_arrays.full_masks, labels).mean_iou
 
     best_miou = score()
-    best_weights = qat_model.get_weights()
+    best_weights, best_epoch = qat_model.get_weights(), 0
     history = [{"epoch": 0, "val_miou": round(100 * best_miou, 2)}]
     log.info("QAT epoch 0 (quantized, not fine-tuned): val mIoU %.2f", 100 * best_miou)
     dataset = train_dataset(train_arrays.images, train_arrays.masks, config.batch_size, augment,
@@ -441,7 +441,9 @@ def fine_tune(model, train_arrays, val_arrays, class_weights, labels, augment,
         if progress:
             progress(epoch, config.epochs, miou)
         if miou > best_miou:
-            best_miou, best_weights = miou, qat_model.get_weights()
+            best_miou, best_weights, best_epoch = miou, qat_model.get_weights(), epoch
     if config.keep_best:
         qat_model.set_weights(best_weights)
+    # The card says which epoch became the model: it tells whether fine-tuning paid at all.
+    history[best_epoch if config.keep_best else config.epochs]["kept"] = True
     return qat_model, history

@@ -99,6 +99,8 @@ def test_fine_tune_changes_weights_keeps_bn_frozen_and_stays_quantized(synth_dat
                                        keep_best=False))
     assert is_fake_quantized(qat)
     assert [entry["epoch"] for entry in history] == [0, 1]
+    # keep_best=False returns the last epoch, whatever the scores: the history says so.
+    assert [entry.get("kept", False) for entry in history] == [False, True]
 
     def kernel(m, name):
         layer = next(layer for layer in m.layers if name in layer.name)
