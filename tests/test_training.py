@@ -100,6 +100,29 @@ def test_resume_without_a_run(synth_data, tmp_path):
         train(small_config(synth_data, tmp_path / "empty"), resume=True, verbose=0)
 
 
+def test_init_weights_starts_a_fresh_schedule_from_another_run(trained_run, synth_data,
+                                                                tmp_path):
+    # A near-zero learning rate keeps the copied weights: epoch 1 of the new run must score
+    # what the source run's best epoch scored, far above what one epoch from scratch reaches.
+    config = small_config(synth_data, tmp_path / "warm", epochs=1, learning_rate=1e-9,
+                          limit_train=8, init_weights=str(trained_run.run_dir))
+    result = train(config, verbose=0)
+    assert result.history[0]["epoch"] == 1
+    assert result.best_miou == pytest.approx(trained_run.best_miou, abs=1.0)
+    stored = json.loads((tmp_path / "warm" / "run.json").read_text())
+    assert stored["train"]["init_weights"] == str(trained_run.run_dir)
+
+
+def test_init_weights_errors_name_the_source(trained_run, synth_data, tmp_path):
+    with pytest.raises(InputError, match="--init-weights .*nowhere.*neither"):
+        train(small_config(synth_data, tmp_path / "a", init_weights=str(tmp_path / "nowhere")),
+              verbose=0)
+    wider = ModelConfig(input_hw=INPUT, alpha=0.5)
+    with pytest.raises(InputError, match="--init-weights .*best.weights.h5: does not fit"):
+        train(small_config(synth_data, tmp_path / "b", model=wider,
+                           init_weights=str(trained_run.run_dir)), verbose=0)
+
+
 def test_multi_worker_needs_tf_config(synth_data, tmp_path, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(InputError, match="TF_CONFIG"):

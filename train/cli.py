@@ -101,6 +101,10 @@ def add_parsers(subparsers) -> None:
                        "tempers the balancing")
     train.add_argument("--backbone-weights", default="none",
                        help="'none' (from scratch), 'imagenet' (downloads), or a weights file")
+    train.add_argument("--init-weights", default=None, metavar="RUN_OR_FILE",
+                       help="start every layer from another run's best weights (its folder) or "
+                            "a weights file of the same model; the schedule starts afresh "
+                            "(a warm restart; --resume continues the same schedule instead)")
     train.add_argument("--strategy", default="default",
                        choices=["default", "mirrored", "multi-worker"],
                        help="tf.distribute strategy; multi-worker reads TF_CONFIG")
@@ -208,7 +212,8 @@ def run_train(args) -> dict:
         weight_decay=args.weight_decay, schedule=args.schedule,
         warmup_epochs=args.warmup_epochs, class_weights=args.class_weights,
         class_weight_power=args.class_weight_power,
-        backbone_weights=args.backbone_weights, strategy=args.strategy,
+        backbone_weights=args.backbone_weights, init_weights=args.init_weights,
+        strategy=args.strategy,
         augment=AugmentConfig(scale_min=args.scale_min, scale_max=args.scale_max,
                               enabled=not args.no_augment),
         seed=args.seed, val_every=args.val_every, limit_train=args.limit_train,

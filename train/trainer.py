@@ -63,6 +63,7 @@ class TrainConfig:
     class_weights: str = "median-freq"
     class_weight_power: float = 1.0
     backbone_weights: str = "none"
+    init_weights: str | None = None
     strategy: str = "default"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
@@ -263,6 +264,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         # counter, and one process and N workers must start from the same weights.
         keras.utils.set_random_seed(config.seed)
         model = build_fcn(model_config, config.backbone_weights if not stored else "none")
+        if config.init_weights and not stored:
+            load_init_weights(model, config.init_weights)
         schedule = make_schedule(config, steps_per_epoch)
         optimizer = make_optimizer(config, schedule)
         model.compile(optimizer=optimizer,
@@ -303,6 +306,33 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir = Path(config.out)
     return _result(run_dir, recorder.history)
+
+
+def load_init_weights(model, source: str) -> Path:
+    """Starts a fresh run from another run's weights (a second schedule cycle, or a new dataset).
+
+    Only the weights carry over: the optimizer, schedule and epoch count start afresh, which is
+    what a warm restart wants and what --resume (same run, same schedule) does not do.
+
+    Args:
+      source: a run folder (its best.weights.h5) or a weights file of the same architecture.
+
+    Raises:
+      InputError: the source is missing or its weights do not fit this model.
+    """
+    path = Path(source)
+    if path.is_dir():
+        path = path / BEST_WEIGHTS
+    if not path.is_file():
+        raise InputError(f"--init-weights {source}: expected a run folder holding {BEST_WEIGHTS} "
+                         "or a weights file; found neither")
+    try:
+        model.load_weights(str(path))
+    except Exception as err:  # h5py and Keras raise a variety of types for a mismatch
+        raise InputError(f"--init-weights {path}: does not fit this model (same --arch, "
+                         f"--backbone, --alpha, --decoder and classes needed): {err}") from err
+    log.info("initialised every layer from %s", path)
+    return path
 
 
 def _result(run_dir: Path, history: list) -> TrainResult:
