@@ -16,6 +16,7 @@ from fcnedge.runtime.fileio import write_text_atomic
 
 FOCUS = ("Pedestrian", "Bicyclist", "Pole", "SignSymbol")
 PER_CLASS_FORMATS = ("float32", "int8-ptq", "int8-qat", "int8-qat per-tensor")
+DEFAULT_LR, DEFAULT_WARMUP = 2e-3, 1.0   # `fcnedge train`'s defaults: the command omits them
 
 
 def _per_class_table(rows: dict[str, dict]) -> list[str]:
@@ -47,38 +48,70 @@ def _train_command(run: dict) -> str:
                f"{train['val_every']} --class-weights {train['class_weights']}")
     if train.get("class_weight_power", 1.0) != 1.0:
         command += f" --class-weight-power {train['class_weight_power']}"
+    if train.get("learning_rate", DEFAULT_LR) != DEFAULT_LR:
+        command += f" --lr {train['learning_rate']}"
+    if train.get("warmup_epochs", DEFAULT_WARMUP) != DEFAULT_WARMUP:
+        command += f" --warmup-epochs {train['warmup_epochs']}"
+    if train.get("init_weights"):
+        command += f" --init-weights {train['init_weights']}"
     if train.get("threads"):
         command += f" --threads {train['threads']}"
     return command + " --quiet"
 
 
+def _weights(train: dict) -> str:
+    weights = train["class_weights"]
+    if train.get("class_weight_power", 1.0) != 1.0:
+        weights += f" to the power {train['class_weight_power']}"
+    return weights
+
+
+def _best(history: list) -> dict:
+    return max((h for h in history if h.get("val_miou") is not None), key=lambda h: h["val_miou"])
+
+
+def _stage_sentence(index: int, run: dict, history: list) -> str:
+    train, best = run["train"], _best(history)
+    start = ("from scratch" if index == 0
+             else f"from stage {index}'s best weights (`--init-weights`), a fresh schedule")
+    return (f"stage {index + 1}: {start}, {len(history)} epochs, {train['optimizer']} lr "
+            f"{train['learning_rate']} {train['schedule']}, class weights {_weights(train)}, "
+            f"best val mIoU "
+            f"{best['val_miou']:.2f} at epoch {best['epoch']}")
+
+
 def model_card(run_dir: Path, converts: list[dict], bench: dict) -> str:
-    run = json.loads((run_dir / "run.json").read_text())
-    history = json.loads((run_dir / "history.json").read_text())
-    scored = [h for h in history if h.get("val_miou") is not None]
-    best = max(scored, key=lambda h: h["val_miou"])
-    train_s = sum(h.get("seconds", 0.0) for h in history)
+    from fcnedge.train.trainer import run_lineage
+
+    stages = run_lineage(run_dir)
+    run, history = stages[-1]
+    best = _best(history)
+    train_s = sum(h.get("seconds", 0.0) for _, stage_history in stages for h in stage_history)
     model, train = run["model"], run["train"]
     name = run_dir.name
     rows = {_row_label(row): row for convert in converts for row in convert["rows"]}
     threads = (f" with {train['threads']} thread(s), beside another run"
                if train.get("threads") else "")
-    weights = train["class_weights"]
-    if train.get("class_weight_power", 1.0) != 1.0:
-        weights += f" to the power {train['class_weight_power']}"
+    if len(stages) == 1:
+        schedule = (f"{len(history)} epochs (best val mIoU at epoch {best['epoch']}), "
+                    f"{train['optimizer']} lr {train['learning_rate']} {train['schedule']}, "
+                    f"class weights {_weights(train)}")
+    else:
+        schedule = (f"{sum(len(h) for _, h in stages)} epochs in {len(stages)} stages ("
+                    + "; ".join(_stage_sentence(i, r, h) for i, (r, h) in enumerate(stages))
+                    + ")")
     lines = [
         f"# Bundled model: CamVid {model['arch'].upper()} on MobileNetV2-{model['alpha']}",
         "",
         f"Trained from scratch (no downloaded weights) on CamVid train ({train['data']}), "
-        f"{model['input_hw'][0]}x{model['input_hw'][1]} input, {len(history)} epochs "
-        f"(best val mIoU at epoch {best['epoch']}), {train['optimizer']} lr "
-        f"{train['learning_rate']} {train['schedule']}, batch {train['batch_size']}, class "
-        f"weights {weights}, augmentation scale {train['augment']['scale_min']}-"
+        f"{model['input_hw'][0]}x{model['input_hw'][1]} input, {schedule}, batch "
+        f"{train['batch_size']}, augmentation scale {train['augment']['scale_min']}-"
         f"{train['augment']['scale_max']} + flip + photometric. Training took "
-        f"{train_s / 3600:.1f} h on a 2-core x86-64 CPU{threads}.",
+        f"{train_s / 3600:.1f} h on 2-core x86-64 CPUs{threads}.",
         "",
-        f"Files: `{name}/` (run.json, history.json, best.weights.h5: the float model), "
-        f"`{name}_int8-qat.tflite` (what `fcnedge demo` and `fcnedge run` use) and "
+        f"Files: `{name}/` (run.json, history.json, best.weights.h5: the float model"
+        + ("; init/: the earlier stages' run.json and history.json" if len(stages) > 1 else "")
+        + f"), `{name}_int8-qat.tflite` (what `fcnedge demo` and `fcnedge run` use) and "
         f"`{name}_float32.tflite`, each with its card (`.json`).",
         "",
         "## Accuracy (CamVid val, 101 images, void ignored, scored at 360x480)",
@@ -97,7 +130,7 @@ def model_card(run_dir: Path, converts: list[dict], bench: dict) -> str:
             per_class[label] = rows[label]["per_class_iou"]
     lines += _per_class_table(per_class)
     lines += ["", "## Speed on this machine (from `fcnedge bench`)", "", bench["table"].strip(),
-              "", "## Commands", "", "```bash", _train_command(run),
+              "", "## Commands", "", "```bash", *(_train_command(r) for r, _ in stages),
               f"sh benchmarks/recipe.sh models/{name} ../shared/datasets/camvid out/published"
               "   # = make bench",
               "```", ""]

@@ -161,6 +161,30 @@ def test_model_card_is_written_from_the_records(benched, converted, tmp_path):
     assert f"`{run.name}_int8-qat.tflite`" in text and "--batch-size" in text
 
 
+def test_model_card_of_a_warm_started_run_tells_every_stage(benched, converted, tmp_path):
+    from fcnedge.benchmarks.model_card import model_card
+
+    run, result = converted
+    _, report, _ = benched
+    first = json.loads((run / "run.json").read_text())
+    history = json.loads((run / "history.json").read_text())
+    second = json.loads(json.dumps(first))
+    second["train"].update(learning_rate=0.001, init_weights="runs/stage1", epochs=3)
+    staged = tmp_path / "staged"
+    (staged / "init").mkdir(parents=True)
+    (staged / "init" / "run.json").write_text(json.dumps(first))
+    (staged / "init" / "history.json").write_text(json.dumps(history))
+    (staged / "run.json").write_text(json.dumps(second))
+    (staged / "history.json").write_text(json.dumps(history[:3]))
+    text = model_card(staged, [result], report)
+    total = len(history) + 3
+    assert f"{total} epochs in 2 stages (stage 1: from scratch, {len(history)} epochs" in text
+    assert "stage 2: from stage 1's best weights (`--init-weights`), a fresh schedule, 3" in text
+    commands = text.split("```bash")[1].splitlines()
+    assert "--init-weights" not in commands[1]
+    assert "--lr 0.001" in commands[2] and "--init-weights runs/stage1" in commands[2]
+
+
 def test_rows_of_several_input_sizes_are_labelled_with_their_size(converted, synth_data,
                                                                   tmp_path):
     _, result = converted

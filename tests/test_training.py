@@ -8,7 +8,8 @@ from fcnedge.runtime.errors import InputError
 from fcnedge.train.models import ModelConfig
 from fcnedge.train.pipeline import AugmentConfig
 from fcnedge.train.tfcompat import keras
-from fcnedge.train.trainer import (TrainConfig, WarmupDecay, load_trained_model, train)
+from fcnedge.train.trainer import (TrainConfig, WarmupDecay, load_trained_model, run_lineage,
+                                   train)
 
 INPUT = (96, 128)
 
@@ -111,6 +112,11 @@ def test_init_weights_starts_a_fresh_schedule_from_another_run(trained_run, synt
     assert result.best_miou == pytest.approx(trained_run.best_miou, abs=1.0)
     stored = json.loads((tmp_path / "warm" / "run.json").read_text())
     assert stored["train"]["init_weights"] == str(trained_run.run_dir)
+    # The new run carries its source's records, so its card can tell the whole story.
+    stages = run_lineage(tmp_path / "warm")
+    assert [len(history) for _, history in stages] == [14, 1]
+    assert stages[0][1] == json.loads((trained_run.run_dir / "history.json").read_text())
+    assert not (tmp_path / "warm" / "init" / "best.weights.h5").exists()
 
 
 def test_init_weights_errors_name_the_source(trained_run, synth_data, tmp_path):

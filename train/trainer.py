@@ -7,6 +7,9 @@ A run directory holds everything needed to resume or reuse a run:
   best.weights.h5     weights of the epoch with the best val mIoU
   last.weights.h5     weights of the last finished epoch
   logs/               TensorBoard event files
+  init/               run.json and history.json (and its own init/) of the run whose weights
+                      --init-weights started this one from, so a warm-started run keeps its
+                      whole lineage
 Every file is written atomically, and history.json before the checkpoint, so a run killed at any
 moment resumes at the right epoch with neither a gap nor a duplicate in its history.
 """
@@ -44,6 +47,7 @@ CLASS_WEIGHTINGS = ("none", "median-freq")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 RUN_FILE, HISTORY_FILE = "run.json", "history.json"
 BEST_WEIGHTS, LAST_WEIGHTS = "best.weights.h5", "last.weights.h5"
+INIT_FOLDER = "init"
 
 
 @dataclass(frozen=True)
@@ -255,6 +259,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
             "class_weights_by_name": dict(zip(labels.class_names,
                                               [round(float(w), 4) for w in class_weights])),
         })
+        if config.init_weights and Path(config.init_weights).is_dir():
+            record_lineage(Path(config.init_weights), run_dir / INIT_FOLDER)
 
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
@@ -333,6 +339,29 @@ def load_init_weights(model, source: str) -> Path:
                          f"--backbone, --alpha, --decoder and classes needed): {err}") from err
     log.info("initialised every layer from %s", path)
     return path
+
+
+def record_lineage(source_run: Path, dest: Path) -> None:
+    """Copies a source run's records (not its weights) and, recursively, its own lineage."""
+    folder = source_run
+    while (folder / RUN_FILE).is_file():
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in (RUN_FILE, HISTORY_FILE):
+            if (folder / name).is_file():
+                with atomic_path(dest / name) as tmp:
+                    shutil.copyfile(folder / name, tmp)
+        folder, dest = folder / INIT_FOLDER, dest / INIT_FOLDER
+
+
+def run_lineage(run_dir: Path) -> list[tuple[dict, list]]:
+    """(run.json, history.json) of a run and of the runs it was warm-started from, oldest first."""
+    stages, folder = [], Path(run_dir)
+    while (folder / RUN_FILE).is_file():
+        history_path = folder / HISTORY_FILE
+        history = json.loads(history_path.read_text()) if history_path.is_file() else []
+        stages.append((json.loads((folder / RUN_FILE).read_text()), history))
+        folder = folder / INIT_FOLDER
+    return stages[::-1]
 
 
 def _result(run_dir: Path, history: list) -> TrainResult:
