@@ -127,6 +127,25 @@ def test_init_weights_errors_name_the_source(trained_run, synth_data, tmp_path):
     with pytest.raises(InputError, match="--init-weights .*best.weights.h5: does not fit"):
         train(small_config(synth_data, tmp_path / "b", model=wider,
                            init_weights=str(trained_run.run_dir)), verbose=0)
+    # Nothing was written: the same --out takes a corrected command without --overwrite.
+    assert not list((tmp_path / "a").iterdir()) and not list((tmp_path / "b").iterdir())
+
+
+class _StopInFirstBatch(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        raise KeyboardInterrupt  # killed before any checkpoint was written
+
+
+def test_resuming_a_warm_start_killed_before_its_first_checkpoint_keeps_the_init_weights(
+        trained_run, synth_data, tmp_path):
+    config = small_config(synth_data, tmp_path / "warm", epochs=1, learning_rate=1e-9,
+                          limit_train=8, init_weights=str(trained_run.run_dir))
+    with pytest.raises(KeyboardInterrupt):
+        train(config, verbose=0, callbacks=[_StopInFirstBatch()])
+    assert not (tmp_path / "warm" / "ckpt").exists() or not list(
+        (tmp_path / "warm" / "ckpt").glob("ckpt-*"))
+    result = train(config, resume=True, verbose=0)
+    assert result.best_miou == pytest.approx(trained_run.best_miou, abs=1.0)
 
 
 def test_multi_worker_needs_tf_config(synth_data, tmp_path, monkeypatch):

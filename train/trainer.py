@@ -251,6 +251,28 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
             power=config.class_weight_power)
     else:
         class_weights = np.ones(labels.num_classes, np.float32)
+    replicas = strategy.num_replicas_in_sync
+    global_batch = config.batch_size * replicas
+    steps_per_epoch = max(1, len(train_pairs) // global_batch)
+    with strategy.scope():
+        # Seeded right here: setting up a strategy creates ops that would shift the op-seed
+        # counter, and one process and N workers must start from the same weights.
+        keras.utils.set_random_seed(config.seed)
+        model = build_fcn(model_config, config.backbone_weights if not stored else "none")
+        # A resumed run that was killed before its first checkpoint has only its init weights
+        # to start from; one with a checkpoint overwrites them below.
+        if config.init_weights and not (resume and tf.train.latest_checkpoint(
+                str(Path(config.out) / "ckpt"))):
+            load_init_weights(model, config.init_weights)
+        schedule = make_schedule(config, steps_per_epoch)
+        optimizer = make_optimizer(config, schedule)
+        model.compile(optimizer=optimizer,
+                      loss=masked_weighted_crossentropy(class_weights, labels.num_classes))
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
+    manager = tf.train.CheckpointManager(checkpoint, str(run_dir / "ckpt"), max_to_keep=2)
+    # Written once the model is built and its init weights fit, so a bad --init-weights
+    # leaves an empty folder to retry into rather than a run that --resume would start afresh.
     if not stored and chief:
         write_json_atomic(run_dir / RUN_FILE, {
             "format": "fcnedge-run/1", "model": model_config.to_dict(),
@@ -261,24 +283,6 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         })
         if config.init_weights and Path(config.init_weights).is_dir():
             record_lineage(Path(config.init_weights), run_dir / INIT_FOLDER)
-
-    replicas = strategy.num_replicas_in_sync
-    global_batch = config.batch_size * replicas
-    steps_per_epoch = max(1, len(train_pairs) // global_batch)
-    with strategy.scope():
-        # Seeded right here: setting up a strategy creates ops that would shift the op-seed
-        # counter, and one process and N workers must start from the same weights.
-        keras.utils.set_random_seed(config.seed)
-        model = build_fcn(model_config, config.backbone_weights if not stored else "none")
-        if config.init_weights and not stored:
-            load_init_weights(model, config.init_weights)
-        schedule = make_schedule(config, steps_per_epoch)
-        optimizer = make_optimizer(config, schedule)
-        model.compile(optimizer=optimizer,
-                      loss=masked_weighted_crossentropy(class_weights, labels.num_classes))
-        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
-    manager = tf.train.CheckpointManager(checkpoint, str(run_dir / "ckpt"), max_to_keep=2)
 
     history: list = []
     if resume:
