@@ -76,8 +76,7 @@ def _stage_sentence(index: int, run: dict, history: list) -> str:
              else f"from stage {index}'s best weights (`--init-weights`), a fresh schedule")
     return (f"stage {index + 1}: {start}, {len(history)} epochs, {train['optimizer']} lr "
             f"{train['learning_rate']} {train['schedule']}, class weights {_weights(train)}, "
-            f"best val mIoU "
-            f"{best['val_miou']:.2f} at epoch {best['epoch']}")
+            f"best val mIoU {best['val_miou']:.2f} at epoch {best['epoch']}")
 
 
 def model_card(run_dir: Path, converts: list[dict], bench: dict) -> str:

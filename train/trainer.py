@@ -254,15 +254,16 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
     steps_per_epoch = max(1, len(train_pairs) // global_batch)
+    # Every worker restores the chief's checkpoint: the others only ever saved to temp dirs.
+    latest = tf.train.latest_checkpoint(str(Path(config.out) / "ckpt")) if resume else None
     with strategy.scope():
         # Seeded right here: setting up a strategy creates ops that would shift the op-seed
         # counter, and one process and N workers must start from the same weights.
         keras.utils.set_random_seed(config.seed)
         model = build_fcn(model_config, config.backbone_weights if not stored else "none")
         # A resumed run that was killed before its first checkpoint has only its init weights
-        # to start from; one with a checkpoint overwrites them below.
-        if config.init_weights and not (resume and tf.train.latest_checkpoint(
-                str(Path(config.out) / "ckpt"))):
+        # to start from; one with a checkpoint restores it below instead.
+        if config.init_weights and not latest:
             load_init_weights(model, config.init_weights)
         schedule = make_schedule(config, steps_per_epoch)
         optimizer = make_optimizer(config, schedule)
@@ -286,8 +287,6 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
 
     history: list = []
     if resume:
-        # Every worker restores the chief's checkpoint: the others only ever saved to temp dirs.
-        latest = tf.train.latest_checkpoint(str(Path(config.out) / "ckpt"))
         if latest:
             checkpoint.restore(latest)
         history_path = Path(config.out) / HISTORY_FILE
