@@ -48,6 +48,8 @@ def _train_command(run: dict) -> str:
                f"{train['val_every']} --class-weights {train['class_weights']}")
     if train.get("class_weight_power", 1.0) != 1.0:
         command += f" --class-weight-power {train['class_weight_power']}"
+    if train.get("loss", "ce") != "ce":
+        command += f" --loss {train['loss']}"
     if train.get("learning_rate", DEFAULT_LR) != DEFAULT_LR:
         command += f" --lr {train['learning_rate']}"
     if train.get("warmup_epochs", DEFAULT_WARMUP) != DEFAULT_WARMUP:
@@ -75,7 +77,8 @@ def _stage_sentence(index: int, run: dict, history: list) -> str:
     start = ("from scratch" if index == 0
              else f"from stage {index}'s best weights (`--init-weights`), a fresh schedule")
     return (f"stage {index + 1}: {start}, {len(history)} epochs, {train['optimizer']} lr "
-            f"{train['learning_rate']} {train['schedule']}, class weights {_weights(train)}, "
+            f"{train['learning_rate']} {train['schedule']}, loss {train.get('loss', 'ce')}, "
+            f"class weights {_weights(train)}, "
             f"best val mIoU {best['val_miou']:.2f} at epoch {best['epoch']}")
 
 

@@ -194,7 +194,7 @@ def convert(options: ConvertOptions, progress=None) -> dict:
 
 def _quantization_aware_training(model, train_pairs, val_arrays, calibration, config, labels,
                                  info, options: ConvertOptions):
-    """Fine-tunes a fake-quantized copy with the run's own loss weights and augmentation."""
+    """Fine-tunes a fake-quantized copy with the run's own loss, weights and augmentation."""
     from fcnedge.convert.qat import QatConfig, fine_tune
     from fcnedge.train.data import load_split
     from fcnedge.train.pipeline import AugmentConfig
@@ -212,7 +212,7 @@ def _quantization_aware_training(model, train_pairs, val_arrays, calibration, co
              "folded" if qat_config.per_tensor
              else "frozen" if qat_config.freeze_bn else "training")
     return fine_tune(model, train_arrays, val_arrays, class_weights, labels, augment, qat_config,
-                     calibration=calibration)
+                     calibration=calibration, loss=train_info.get("loss", "ce"))
 
 
 def _edgetpu_step(written: dict, out: Path) -> dict:

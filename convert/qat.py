@@ -392,7 +392,8 @@ class QatConfig:
 
 
 def fine_tune(model, train_arrays, val_arrays, class_weights, labels, augment,
-              config: QatConfig, calibration: np.ndarray | None = None, progress=None):
+              config: QatConfig, calibration: np.ndarray | None = None, progress=None,
+              loss: str = "ce"):
     """QAT-fine-tunes a float model; returns (best fake-quant model, history list).
 
     Activation ranges start from `calibration` images (default: the first 64 training images;
@@ -401,7 +402,7 @@ def fine_tune(model, train_arrays, val_arrays, class_weights, labels, augment,
     worse than its own start.
     """
     from fcnedge.train.evaluate import evaluate_predictor, keras_predictor
-    from fcnedge.train.losses import masked_weighted_crossentropy
+    from fcnedge.train.losses import segmentation_loss
     from fcnedge.train.pipeline import train_dataset
 
     if config.epochs < 1:
@@ -417,7 +418,7 @@ def fine_tune(model, train_arrays, val_arrays, class_weights, labels, augment,
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * steps,
                                                       alpha=0.1)
     qat_model.compile(optimizer=keras.optimizers.Adam(schedule),
-                      loss=masked_weighted_crossentropy(class_weights, labels.num_classes))
+                      loss=segmentation_loss(loss, class_weights, labels.num_classes))
 
     def score() -> float:
         return evaluate_predictor(keras_predictor(qat_model), val_arrays.images,

@@ -169,7 +169,8 @@ def test_model_card_of_a_warm_started_run_tells_every_stage(benched, converted, 
     first = json.loads((run / "run.json").read_text())
     history = json.loads((run / "history.json").read_text())
     second = json.loads(json.dumps(first))
-    second["train"].update(learning_rate=0.001, init_weights="runs/stage1", epochs=3)
+    second["train"].update(learning_rate=0.001, init_weights="runs/stage1", epochs=3,
+                           loss="ce+lovasz")
     staged = tmp_path / "staged"
     (staged / "init").mkdir(parents=True)
     (staged / "init" / "run.json").write_text(json.dumps(first))
@@ -183,6 +184,8 @@ def test_model_card_of_a_warm_started_run_tells_every_stage(benched, converted, 
     commands = text.split("```bash")[1].splitlines()
     assert "--init-weights" not in commands[1]
     assert "--lr 0.001" in commands[2] and "--init-weights runs/stage1" in commands[2]
+    assert "--loss" not in commands[1] and "--loss ce+lovasz" in commands[2]
+    assert "lr 0.001 cosine, loss ce+lovasz" in text
 
 
 def test_rows_of_several_input_sizes_are_labelled_with_their_size(converted, synth_data,

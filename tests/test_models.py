@@ -94,6 +94,66 @@ def test_loss_ignores_void_and_weights_classes():
     assert weighted.mean() == pytest.approx(expected, rel=1e-5)
 
 
+def exact_lovasz_softmax(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> float:
+    """The paper's definition, by sorting: the reference the binned version must match."""
+    labels, probs = labels.reshape(-1), probs.reshape(-1, num_classes)
+    keep = labels < num_classes
+    labels, probs = labels[keep], probs[keep].astype(np.float64)
+    losses = []
+    for c in range(num_classes):
+        fg = (labels == c).astype(np.float64)
+        if not fg.any():
+            continue
+        errors = np.abs(fg - probs[:, c])
+        order = np.argsort(-errors, kind="stable")
+        errors, fg = errors[order], fg[order]
+        jaccard = 1 - (fg.sum() - np.cumsum(fg)) / (fg.sum() + np.cumsum(1 - fg))
+        losses.append(np.dot(errors, np.diff(jaccard, prepend=0.0)))
+    return float(np.mean(losses))
+
+
+@pytest.mark.parametrize("bins", [16, 1024])
+def test_binned_lovasz_is_within_one_bin_of_the_exact_loss(bins):
+    from fcnedge.train.losses import lovasz_softmax
+
+    rng = np.random.default_rng(bins)
+    logits = rng.normal(size=(2, 30, 40, 5)).astype(np.float32) * 3
+    labels = rng.integers(0, 6, (2, 30, 40))
+    labels[labels == 4] = 1      # class 4 absent: left out of the mean; id 5 is void
+    probs = tf.nn.softmax(logits).numpy()
+    exact = exact_lovasz_softmax(labels, probs, 5)
+    binned = float(lovasz_softmax(tf.constant(labels), tf.constant(logits), 5, bins=bins))
+    assert abs(binned - exact) < 1.0 / bins
+    if bins == 16:
+        assert binned != pytest.approx(exact, abs=1e-6)   # the bound is not vacuous here
+    # Void pixels do not count, whatever the network says there.
+    noisy = logits.copy()
+    noisy[labels == 5] = rng.normal(size=(int((labels == 5).sum()), 5)) * 10
+    assert float(lovasz_softmax(tf.constant(labels), tf.constant(noisy), 5, bins=bins)) == \
+        pytest.approx(binned, abs=1e-6)
+
+
+def test_lovasz_is_zero_for_a_confident_right_answer_and_pulls_on_a_wrong_one():
+    from fcnedge.train.losses import lovasz_softmax, segmentation_loss
+
+    labels = np.array([[[0, 1], [2, 2]]])
+    right = tf.constant(np.eye(3)[labels] * 30, tf.float32)
+    assert float(lovasz_softmax(tf.constant(labels), right, 3)) < 1e-3
+    wrong = tf.Variable(np.eye(3)[[[[1, 0], [2, 2]]]] * 3, dtype=tf.float32)
+    with tf.GradientTape() as tape:
+        value = lovasz_softmax(tf.constant(labels), wrong, 3)
+    gradient = tape.gradient(value, wrong).numpy()
+    assert float(value) > 0.3
+    # Descent raises the right class's logit at the wrongly labelled pixel.
+    assert gradient[0, 0, 0, 0] < 0 and gradient[0, 0, 0, 1] > 0
+    combined = segmentation_loss("ce+lovasz", None, 3)(tf.constant(labels), wrong)
+    ce = segmentation_loss("ce", None, 3)(tf.constant(labels), wrong)
+    assert float(tf.reduce_mean(combined)) == pytest.approx(
+        float(tf.reduce_mean(ce)) + float(value), rel=1e-5)
+    with pytest.raises(ValueError, match="loss 'dice'"):
+        segmentation_loss("dice", None, 3)
+
+
 def test_bn_momentum_makes_eval_mode_match_training_mode():
     """With momentum 0.9 the moving statistics track the data within a short run.
 

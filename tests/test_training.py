@@ -119,6 +119,21 @@ def test_init_weights_starts_a_fresh_schedule_from_another_run(trained_run, synt
     assert not (tmp_path / "warm" / "init" / "best.weights.h5").exists()
 
 
+def test_lovasz_loss_run_is_recorded_and_continues_a_run(trained_run, synth_data, tmp_path):
+    # Fine-tuning a cross-entropy run with the Lovasz term (the paper's recipe): the run records
+    # its loss, trains, and the loss it reports includes the Lovasz term's (positive) value.
+    common = dict(epochs=1, learning_rate=1e-9, limit_train=8, init_weights=str(trained_run.run_dir))
+    plain = train(small_config(synth_data, tmp_path / "ce", **common), verbose=0)
+    lovasz = train(small_config(synth_data, tmp_path / "lovasz", loss="ce+lovasz", **common),
+                   verbose=0)
+    stored = json.loads((tmp_path / "lovasz" / "run.json").read_text())
+    assert stored["train"]["loss"] == "ce+lovasz"
+    assert lovasz.history[0]["loss"] > plain.history[0]["loss"] + 0.05
+    assert lovasz.best_miou == pytest.approx(plain.best_miou, abs=1.0)
+    with pytest.raises(InputError, match="--loss: got 'dice'"):
+        small_config(synth_data, tmp_path / "bad", loss="dice")
+
+
 def test_init_weights_errors_name_the_source(trained_run, synth_data, tmp_path):
     with pytest.raises(InputError, match="--init-weights .*nowhere.*neither"):
         train(small_config(synth_data, tmp_path / "a", init_weights=str(tmp_path / "nowhere")),

@@ -99,6 +99,9 @@ def add_parsers(subparsers) -> None:
     train.add_argument("--class-weight-power", type=float, default=1.0, metavar="P",
                        help="median-freq weights raised to P (0 < P <= 1; 0.5 = square root): "
                        "tempers the balancing")
+    train.add_argument("--loss", default="ce", choices=["ce", "ce+lovasz"],
+                       help="ce: cross-entropy (class-weighted); ce+lovasz adds the Lovasz-softmax "
+                       "IoU surrogate, which also penalises false positives of rare classes")
     train.add_argument("--backbone-weights", default="none",
                        help="'none' (from scratch), 'imagenet' (downloads), or a weights file")
     train.add_argument("--init-weights", default=None, metavar="RUN_OR_FILE",
@@ -211,7 +214,7 @@ def run_train(args) -> dict:
         batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.lr,
         weight_decay=args.weight_decay, schedule=args.schedule,
         warmup_epochs=args.warmup_epochs, class_weights=args.class_weights,
-        class_weight_power=args.class_weight_power,
+        class_weight_power=args.class_weight_power, loss=args.loss,
         backbone_weights=args.backbone_weights, init_weights=args.init_weights,
         strategy=args.strategy,
         augment=AugmentConfig(scale_min=args.scale_min, scale_max=args.scale_max,

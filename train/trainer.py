@@ -34,7 +34,7 @@ from fcnedge.train.data import (find_pairs, label_histogram, load_split,
                                 median_frequency_weights)
 from fcnedge.train.distributed import is_chief_task
 from fcnedge.train.evaluate import evaluate_predictor, keras_predictor
-from fcnedge.train.losses import masked_weighted_crossentropy
+from fcnedge.train.losses import LOSSES, segmentation_loss
 from fcnedge.train.models import ModelConfig, build_fcn, read_json
 from fcnedge.train.pipeline import AugmentConfig, train_dataset
 from fcnedge.train.tfcompat import keras, tf
@@ -66,6 +66,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     class_weights: str = "median-freq"
     class_weight_power: float = 1.0
+    loss: str = "ce"
     backbone_weights: str = "none"
     init_weights: str | None = None
     strategy: str = "default"
@@ -81,6 +82,7 @@ class TrainConfig:
     def __post_init__(self):
         checks = ((self.optimizer, OPTIMIZERS, "--optimizer"), (self.schedule, SCHEDULES, "--schedule"),
                   (self.class_weights, CLASS_WEIGHTINGS, "--class-weights"),
+                  (self.loss, LOSSES, "--loss"),
                   (self.strategy, STRATEGIES, "--strategy"))
         for value, allowed, flag in checks:
             if value not in allowed:
@@ -268,7 +270,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         schedule = make_schedule(config, steps_per_epoch)
         optimizer = make_optimizer(config, schedule)
         model.compile(optimizer=optimizer,
-                      loss=masked_weighted_crossentropy(class_weights, labels.num_classes))
+                      loss=segmentation_loss(config.loss, class_weights, labels.num_classes))
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
     manager = tf.train.CheckpointManager(checkpoint, str(run_dir / "ckpt"), max_to_keep=2)
