@@ -391,6 +391,34 @@ class QatConfig:
     per_tensor: bool = False   # one weight scale per kernel; BatchNorm folded before QAT
 
 
+class _EpochScorer(keras.callbacks.Callback):
+    """Scores the fake-quantized model on val after every epoch and keeps the best weights;
+    epoch 0 is the model as it comes in."""
+
+    def __init__(self, score, start_weights: list, epochs: int, progress=None):
+        super().__init__()
+        self.score, self.epochs, self.progress = score, epochs, progress
+        self.best_miou, self.best_epoch, self.best_weights = score(), 0, start_weights
+        self.history = [{"epoch": 0, "val_miou": round(100 * self.best_miou, 2)}]
+        self.started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        number, miou = epoch + 1, self.score()
+        self.history.append({"epoch": number, "loss": round(float((logs or {})["loss"]), 5),
+                             "val_miou": round(100 * miou, 2),
+                             "seconds": round(time.perf_counter() - self.started, 1)})
+        log.info("QAT epoch %d/%d: loss %.4f, val mIoU %.2f (%.0f s)", number, self.epochs,
+                 self.history[-1]["loss"], 100 * miou, self.history[-1]["seconds"])
+        if self.progress:
+            self.progress(number, self.epochs, miou)
+        if miou > self.best_miou:
+            self.best_miou, self.best_epoch = miou, number
+            self.best_weights = self.model.get_weights()
+
+
 def fine_tune(model, train_arrays, val_arrays, class_weights, labels, augment,
               config: QatConfig, calibration: np.ndarray | None = None, progress=None,
               loss: str = "ce"):
@@ -424,27 +452,17 @@ def fine_tune(model, train_arrays, val_arrays, class_weights, labels, augment,
         return evaluate_predictor(keras_predictor(qat_model), val_arrays.images,
                                   val_arrays.full_masks, labels).mean_iou
 
-    best_miou = score()
-    best_weights, best_epoch = qat_model.get_weights(), 0
-    history = [{"epoch": 0, "val_miou": round(100 * best_miou, 2)}]
-    log.info("QAT epoch 0 (quantized, not fine-tuned): val mIoU %.2f", 100 * best_miou)
+    scorer = _EpochScorer(score, qat_model.get_weights(), config.epochs, progress)
+    log.info("QAT epoch 0 (quantized, not fine-tuned): val mIoU %.2f",
+             scorer.history[0]["val_miou"])
+    # One fit over an endless dataset: one input iterator for all epochs (see train_dataset).
     dataset = train_dataset(train_arrays.images, train_arrays.masks, config.batch_size, augment,
-                            labels.void_id, seed=config.seed)
-    for epoch in range(1, config.epochs + 1):
-        started = time.perf_counter()
-        fit = qat_model.fit(dataset, epochs=1, verbose=0)
-        miou = score()
-        history.append({"epoch": epoch, "loss": round(float(fit.history["loss"][-1]), 5),
-                        "val_miou": round(100 * miou, 2),
-                        "seconds": round(time.perf_counter() - started, 1)})
-        log.info("QAT epoch %d/%d: loss %.4f, val mIoU %.2f (%.0f s)", epoch, config.epochs,
-                 history[-1]["loss"], 100 * miou, history[-1]["seconds"])
-        if progress:
-            progress(epoch, config.epochs, miou)
-        if miou > best_miou:
-            best_miou, best_weights, best_epoch = miou, qat_model.get_weights(), epoch
+                            labels.void_id, seed=config.seed, endless=True)
+    qat_model.fit(dataset, epochs=config.epochs, steps_per_epoch=steps, verbose=0,
+                  callbacks=[scorer])
+    history, best_epoch = scorer.history, scorer.best_epoch
     if config.keep_best:
-        qat_model.set_weights(best_weights)
+        qat_model.set_weights(scorer.best_weights)
     # The card says which epoch became the model: it tells whether fine-tuning paid at all.
     history[best_epoch if config.keep_best else config.epochs]["kept"] = True
     return qat_model, history

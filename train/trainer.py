@@ -304,7 +304,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         return _result(run_dir, history)
 
     dataset = train_dataset(train_arrays.images, train_arrays.masks, global_batch,
-                            config.augment, labels.void_id, seed=config.seed + initial_epoch)
+                            config.augment, labels.void_id, seed=config.seed + initial_epoch,
+                            endless=True)
     recorder = _EpochRecorder(config, run_dir, labels, val_arrays, history, manager,
                               epoch_var, optimizer, schedule)
     # Every worker runs the same callbacks: one that only the chief ran could issue a
@@ -312,6 +313,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     all_callbacks = [recorder, keras.callbacks.TensorBoard(str(run_dir / "logs"),
                                                            write_graph=False, profile_batch=0)]
     model.fit(dataset, epochs=config.epochs, initial_epoch=initial_epoch,
+              steps_per_epoch=steps_per_epoch,
               callbacks=all_callbacks + list(callbacks), verbose=verbose)
     if not chief:
         shutil.rmtree(run_dir, ignore_errors=True)
