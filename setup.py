@@ -26,6 +26,7 @@ TRAIN_REQUIRES = [
     "tf-keras==2.21.*",
     "tensorboard==2.21.*",
     "tensorflow-model-optimization==0.8.1",
+    "h5py>=3.10",  # already a TensorFlow dependency; the trainer slims weights files with it
     "matplotlib>=3.8",
 ]
 DEV_REQUIRES = ["pytest>=8"]

@@ -42,6 +42,12 @@ def test_run_folder_contents(trained_run):
     run = trained_run.run_dir
     for name in ("run.json", "history.json", "best.weights.h5", "last.weights.h5"):
         assert (run / name).is_file(), name
+    import h5py
+
+    for name in ("best.weights.h5", "last.weights.h5"):
+        with h5py.File(run / name, "r") as weights:
+            # The model alone: optimizer slots live in ckpt/ for --resume.
+            assert "layers" in weights and "optimizer" not in weights, list(weights)
     info = json.loads((run / "run.json").read_text())
     assert info["model"]["arch"] == "fcn8s" and len(info["class_weights"]) == 11
     # Median-frequency weights: rare pedestrians weigh more than the road.
@@ -186,3 +192,20 @@ def test_augmentation_keeps_image_and_mask_aligned():
         # Wherever the mask says class 3 the image is bright, and vice versa (void = padding).
         agree = (bright == labelled) | void
         assert agree.mean() > 0.97
+
+
+def test_train_dataset_is_endless_full_batches_of_every_image():
+    from fcnedge.train.pipeline import train_dataset
+
+    # Three images, batch 2: an endless stream of full batches that crosses epoch boundaries,
+    # so the odd image is not dropped and a batch larger than the split still works.
+    images = np.stack([np.full((32, 32, 3), value, np.uint8) for value in (10, 20, 30)])
+    masks = np.zeros((3, 32, 32), np.uint8)
+    config = AugmentConfig(enabled=False)
+    seen = []
+    for batch_images, batch_masks in train_dataset(images, masks, 2, config, 11).take(6):
+        assert batch_images.shape == (2, 32, 32, 3) and batch_masks.shape == (2, 32, 32)
+        seen.extend(int(v) for v in batch_images.numpy()[:, 0, 0, 0])
+    assert sorted(seen) == [10] * 4 + [20] * 4 + [30] * 4
+    big = next(iter(train_dataset(images, masks, 5, config, 11)))
+    assert big[0].shape == (5, 32, 32, 3)

@@ -64,10 +64,10 @@ def augment_pair(image, mask, input_hw: tuple[int, int], config: AugmentConfig, 
 
 
 def train_dataset(images: np.ndarray, masks: np.ndarray, batch_size: int,
-                  augment: AugmentConfig, void_id: int, seed: int = 0, endless: bool = False):
-    """Shuffled, augmented, batched, prefetched training batches: one epoch, or endless.
+                  augment: AugmentConfig, void_id: int, seed: int = 0):
+    """Endless shuffled, augmented, batched, prefetched training batches.
 
-    Training uses `endless=True` with fit's steps_per_epoch. Measured with TensorFlow 2.21:
+    Callers bound an epoch with fit's steps_per_epoch. Measured with TensorFlow 2.21:
     Keras makes a new iterator each epoch of a finite dataset, and deleting the old one waits
     for tf.data's autotuning thread to wake, whose sleep grows to a minute; at 352x480 on two
     cores that added 0-40 s (15-30 s on average) to every 30-45 s epoch. One endless iterator
@@ -76,8 +76,7 @@ def train_dataset(images: np.ndarray, masks: np.ndarray, batch_size: int,
     input_hw = images.shape[1:3]
     dataset = tf.data.Dataset.from_tensor_slices((images, masks))
     dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    if endless:
-        dataset = dataset.repeat()
+    dataset = dataset.repeat()
     if augment.enabled:
         dataset = dataset.map(lambda i, m: augment_pair(i, m, input_hw, augment, void_id),
                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
@@ -85,5 +84,4 @@ def train_dataset(images: np.ndarray, masks: np.ndarray, batch_size: int,
         dataset = dataset.map(lambda i, m: (tf.cast(i, tf.float32), m),
                               num_parallel_calls=tf.data.AUTOTUNE)
     # Full batches only: static shapes, and no tiny last batch skewing BatchNorm statistics.
-    drop = endless or len(images) >= batch_size
-    return dataset.batch(batch_size, drop_remainder=drop).prefetch(tf.data.AUTOTUNE)
+    return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

@@ -4,8 +4,8 @@ A run directory holds everything needed to resume or reuse a run:
   run.json            model and training configuration, labels, class weights
   history.json        one entry per finished epoch (loss, val mIoU, per-class IoU, lr, seconds)
   ckpt/               TensorFlow checkpoints (model, optimizer, epoch) for --resume
-  best.weights.h5     weights of the epoch with the best val mIoU
-  last.weights.h5     weights of the last finished epoch
+  best.weights.h5     weights of the epoch with the best val mIoU (no optimizer state)
+  last.weights.h5     weights of the last finished epoch (no optimizer state)
   logs/               TensorBoard event files
   init/               run.json and history.json (and its own init/) of the run whose weights
                       --init-weights started this one from, so a warm-started run keeps its
@@ -304,8 +304,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         return _result(run_dir, history)
 
     dataset = train_dataset(train_arrays.images, train_arrays.masks, global_batch,
-                            config.augment, labels.void_id, seed=config.seed + initial_epoch,
-                            endless=True)
+                            config.augment, labels.void_id, seed=config.seed + initial_epoch)
     recorder = _EpochRecorder(config, run_dir, labels, val_arrays, history, manager,
                               epoch_var, optimizer, schedule)
     # Every worker runs the same callbacks: one that only the chief ran could issue a
@@ -419,15 +418,35 @@ class _EpochRecorder(keras.callbacks.Callback):
         # Every worker writes (the non-chief ones into a temporary folder): saving can issue
         # collectives, and a worker that skipped one would leave the others waiting.
         write_json_atomic(self.run_dir / HISTORY_FILE, self.history)
-        with atomic_path(self.run_dir / LAST_WEIGHTS) as tmp:
-            self.model.save_weights(str(tmp))
+        save_model_weights(self.model, self.run_dir / LAST_WEIGHTS)
         miou = entry.get("val_miou")
         if miou is not None and miou > self.best:
             self.best = miou
-            with atomic_path(self.run_dir / BEST_WEIGHTS) as tmp:
-                self.model.save_weights(str(tmp))
+            save_model_weights(self.model, self.run_dir / BEST_WEIGHTS)
         self.epoch_var.assign(number)
         self.manager.save(checkpoint_number=number)
+
+
+def save_model_weights(model, path: Path) -> None:
+    """Writes the model's weights to a `.weights.h5` file atomically, without optimizer state.
+
+    Keras' `.weights.h5` format also stores the optimizer's slots: with AdamW two per weight,
+    11.0 of the 17.2 MB of a MobileNetV2-0.75 FCN-8s's file.
+    The checkpoint in ckpt/ already holds them for --resume, and a warm start wants a fresh
+    optimizer, so the weights files keep the model alone.
+    """
+    import h5py
+
+    with tempfile.TemporaryDirectory(dir=path.parent) as folder:
+        full = Path(folder) / "full.weights.h5"
+        model.save_weights(str(full))
+        with atomic_path(path) as tmp, h5py.File(full, "r") as source, \
+                h5py.File(tmp, "w") as slim:
+            for key, value in source.attrs.items():
+                slim.attrs[key] = value
+            for key in source:
+                if key != "optimizer":
+                    source.copy(source[key], slim, name=key)
 
 
 def load_trained_model(path: str | os.PathLike, input_hw: tuple[int, int] | None = None):
