@@ -59,3 +59,15 @@ def test_bundled_card_figures_are_reproduced_by_eval(camvid_root, tmp_path, caps
     assert code == 0, capsys.readouterr().err
     scores = json.loads((tmp_path / "e.json").read_text())
     assert scores["miou"] == pytest.approx(card["verification"]["miou"], abs=0.5)
+
+
+def test_bundled_float_weights_reproduce_the_runs_best_val_score(camvid_root, tmp_path, capsys):
+    pytest.importorskip("tensorflow", reason="the float Keras model needs the [train] extra")
+    run = models_dir() / "camvid_fcn8s_mobilenetv2"
+    history = json.loads((run / "history.json").read_text())
+    best = max(entry["val_miou"] for entry in history if "val_miou" in entry)
+    code = main(["eval", "--model", str(run), "--data", str(camvid_root), "--split", "val",
+                 "--out", str(tmp_path / "eval"), "--json", str(tmp_path / "e.json")])
+    assert code == 0, capsys.readouterr().err
+    # The bundled weights file is the run's best epoch with the optimizer slots left out.
+    assert json.loads((tmp_path / "e.json").read_text())["miou"] == pytest.approx(best, abs=0.5)
