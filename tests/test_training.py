@@ -30,8 +30,10 @@ def trained_run(synth_data, tmp_path_factory):
 
 
 def test_learns_well_above_chance(trained_run):
-    # Chance for 11 classes is a few percent mIoU; the scenes are simple enough for far more.
-    assert trained_run.best_miou > 30.0, trained_run.history[-1]
+    # Chance for 11 classes is a few percent mIoU (this fixture scores 0.2-1.5 after one
+    # epoch). Five runs of it on one machine peaked at 29.7, 29.8, 30.6, 32.6 and 37.0: CPU
+    # training is not bit-reproducible, so the bar sits well below that spread.
+    assert trained_run.best_miou > 20.0, trained_run.history[-1]
     best = max(trained_run.history, key=lambda entry: entry.get("val_miou") or 0)
     per_class = best["val_per_class_iou"]
     # Training on CPU is not bit-reproducible (parallel tf.data); measured 48-93 across runs.

@@ -431,13 +431,14 @@ def save_model_weights(model, path: Path) -> None:
     """Writes the model's weights to a `.weights.h5` file atomically, without optimizer state.
 
     Keras' `.weights.h5` format also stores the optimizer's slots: with AdamW two per weight,
-    11.0 of the 17.2 MB of a MobileNetV2-0.75 FCN-8s's file.
-    The checkpoint in ckpt/ already holds them for --resume, and a warm start wants a fresh
-    optimizer, so the weights files keep the model alone.
+    11.0 of the 17.2 MB of a MobileNetV2-0.75 FCN-8s's file. The checkpoint in ckpt/ already
+    holds them for --resume, and a warm start wants a fresh optimizer, so the weights files keep
+    the model alone.
     """
     import h5py
 
-    with tempfile.TemporaryDirectory(dir=path.parent) as folder:
+    # Hidden and beside the target: a kill leaves no folder a reader would take for a file.
+    with tempfile.TemporaryDirectory(prefix=".save-", dir=path.parent) as folder:
         full = Path(folder) / "full.weights.h5"
         model.save_weights(str(full))
         with atomic_path(path) as tmp, h5py.File(full, "r") as source, \
