@@ -107,7 +107,10 @@ def add_parsers(subparsers) -> None:
     train.add_argument("--init-weights", default=None, metavar="RUN_OR_FILE",
                        help="start every layer from another run's best weights (its folder) or "
                             "a weights file of the same model; the schedule starts afresh "
-                            "(a warm restart; --resume continues the same schedule instead)")
+                            "(a warm restart; --resume continues the same schedule instead). "
+                            "A coarser FCN of the same backbone also works (an fcn8s run into "
+                            "--arch fcn2s, the paper's staged training): the finer skips start "
+                            "at zero")
     train.add_argument("--strategy", default="default",
                        choices=["default", "mirrored", "multi-worker"],
                        help="tf.distribute strategy; multi-worker reads TF_CONFIG")
