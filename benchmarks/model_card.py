@@ -29,14 +29,21 @@ def _per_class_table(rows: dict[str, dict]) -> list[str]:
     return lines
 
 
-def _row_label(row: dict) -> str:
-    """The format, plus "per-tensor" when the file's own card says its weights were."""
+def _row_label(row: dict, model_hw: list[int]) -> str:
+    """The format, plus "per-tensor" when the file's own card says its weights were, plus the
+    input size when it is not the model's (recipe.sh also exports at 224x224: without the size
+    those rows would take the place of the full-size float32 and int8-ptq rows)."""
     card = Path(row["path"]).with_suffix(".json")
     try:
-        scales = json.loads(card.read_text()).get("weight_scales")
+        meta = json.loads(card.read_text())
     except (OSError, ValueError):
-        scales = None
-    return f"{row['format']} per-tensor" if scales == "per-tensor" else row["format"]
+        meta = {}
+    label = f"{row['format']} per-tensor" if meta.get("weight_scales") == "per-tensor" \
+        else row["format"]
+    size = (meta.get("input") or {}).get("size")
+    if size and list(size) != list(model_hw):
+        label += f" {size[0]}x{size[1]}"
+    return label
 
 
 def _train_command(run: dict) -> str:
@@ -91,7 +98,8 @@ def model_card(run_dir: Path, converts: list[dict], bench: dict) -> str:
     train_s = sum(h.get("seconds", 0.0) for _, stage_history in stages for h in stage_history)
     model, train = run["model"], run["train"]
     name = run_dir.name
-    rows = {_row_label(row): row for convert in converts for row in convert["rows"]}
+    rows = {_row_label(row, model["input_hw"]): row
+            for convert in converts for row in convert["rows"]}
     threads = (f" with {train['threads']} thread(s), beside another run"
                if train.get("threads") else "")
     if len(stages) == 1:

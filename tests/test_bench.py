@@ -2,6 +2,7 @@
 import csv
 import json
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -238,3 +239,21 @@ def test_pareto_labels_whose_boxes_overlap_are_stacked_apart():
     assert stack_labels([]) == []
     # A marker in the way counts as a settled box: the label goes under it.
     assert stack_labels([(100, 300, 220, 310)], [(150, 295, 160, 305)]) == [17.0]
+
+
+def test_model_card_keeps_rows_of_another_input_size_apart(benched, converted, tmp_path):
+    """recipe.sh also exports float32 at 224x224; that row must not stand in for the
+    full-size float32 in the card (it once did: float32 read 56.05 against Keras' 68.43)."""
+    from fcnedge.benchmarks.model_card import model_card
+
+    run, result = converted
+    _, report, _ = benched
+    full = next(row for row in result["rows"] if row["format"] == "float32")
+    card = json.loads(Path(full["path"]).with_suffix(".json").read_text())
+    card["input"]["size"] = [64, 64]
+    small_path = tmp_path / "small_float32.tflite"
+    small_path.with_suffix(".json").write_text(json.dumps(card))
+    small = dict(full, path=str(small_path), miou=full["miou"] - 11.11)
+    text = model_card(run, [result, {"rows": [small]}], report)
+    assert f"| float32 | {full['size_mb']:.2f} | {full['miou']:.2f} |" in text
+    assert f"| float32 64x64 | {small['size_mb']:.2f} | {small['miou']:.2f} |" in text
