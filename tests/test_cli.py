@@ -106,6 +106,25 @@ def test_train_then_eval_writes_scores_and_confusion_png(broken_data, tmp_path, 
     assert result["per_class_recall"]["Sky"] == (None if sky is None else round(100 * sky, 2))
     assert "recall %" in out and "mean class accuracy" in out
 
+    # The FCN is fully convolutional: scored at another size, into a folder of its own.
+    code, out, err = run_cli(capsys, "eval", "--model", str(run), "--data", str(broken_data),
+                             "--input-size", "96x128", "--json", str(tmp_path / "eval96.json"))
+    assert code == 0, err
+    assert "at 96x128 on val" in out
+    assert json.loads((tmp_path / "eval96.json").read_text())["input_size"] == "96x128"
+    assert json.loads((tmp_path / "eval.json").read_text())["input_size"] == "64x96"
+    assert (run / "eval-val-96x128" / "confusion.png").is_file()
+    assert json.loads((run / "eval-val" / "scores.json").read_text())["input_size"] == "64x96"
+
+    code, _, err = run_cli(capsys, "eval", "--model", str(run), "--data", str(broken_data),
+                           "--input-size", "70x96")
+    assert code == 2 and "--input-size: got 70x96" in err and err.count("\n") == 1
+    tflite = tmp_path / "fixed.tflite"
+    tflite.write_bytes(b"")
+    code, _, err = run_cli(capsys, "eval", "--model", str(tflite), "--data", str(broken_data),
+                           "--input-size", "96x128")
+    assert code == 2 and "fixed.tflite has its input size fixed at export" in err
+
 
 def test_console_script_is_installed():
     completed = subprocess.run([sys.executable, "-m", "fcnedge", "--help"], capture_output=True,

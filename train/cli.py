@@ -140,6 +140,9 @@ def add_parsers(subparsers) -> None:
     evaluate.add_argument("--split", default="val", help="train, val or test")
     evaluate.add_argument("--limit", type=int, default=None, help="first N images only")
     evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--input-size", default=None, metavar="HxW",
+                          help="score a Keras model at another input size (multiples of 32) "
+                          "than it was trained at, to pick the size to export (default: its own)")
     evaluate.add_argument("--out", default=None, help="folder for confusion.png and scores "
                           "(default: eval-SPLIT beside the model)")
     add_common(evaluate)
@@ -237,6 +240,7 @@ def run_eval(args) -> dict:
     from fcnedge.train.evaluate import (evaluate_predictor, format_scores_table,
                                         keras_predictor, plot_confusion, tflite_predictor)
     from fcnedge.runtime.fileio import write_json_atomic, write_text_atomic
+    from fcnedge.train.models import ModelConfig
     from fcnedge.train.trainer import load_trained_model
 
     if args.batch_size < 1:
@@ -244,6 +248,9 @@ def run_eval(args) -> dict:
     model_path = Path(args.model)
     if not model_path.exists():
         raise InputError(f"--model {model_path}: not found")
+    if model_path.suffix == ".tflite" and args.input_size:
+        raise InputError(f"--input-size: {model_path} has its input size fixed at export; "
+                         "export it at that size with `fcnedge convert --input-size`")
     if model_path.suffix == ".tflite":
         # The runtime's own code path, so the score is the one a device would get.
         predict = tflite_predictor(model_path)
@@ -251,8 +258,10 @@ def run_eval(args) -> dict:
         input_hw, labels, name = segmenter.input_hw, segmenter.labels, model_path.stem
         batch_size = 1
     else:
-        model, config, labels, _ = load_trained_model(model_path)
+        override_hw = parse_size(args.input_size) if args.input_size else None
+        model, config, labels, info = load_trained_model(model_path, override_hw)
         predict, input_hw, name = keras_predictor(model), config.input_hw, config.name
+        trained_hw = ModelConfig.from_dict(info["model"]).input_hw
         batch_size = args.batch_size
     pairs = find_pairs(args.data, args.split, args.limit)
     arrays = load_split(pairs, input_hw, labels)
@@ -261,11 +270,17 @@ def run_eval(args) -> dict:
     run_dir = model_path if model_path.is_dir() else model_path.parent
     default_out = (run_dir / f"eval-{args.split}" if model_path.suffix != ".tflite"
                    else run_dir / f"eval-{model_path.stem}-{args.split}")
+    size_label = f"{input_hw[0]}x{input_hw[1]}"
+    if model_path.suffix != ".tflite" and tuple(input_hw) != trained_hw:
+        # Its own folder, so the trained-size scores beside the weights are not overwritten.
+        default_out = default_out.with_name(f"{default_out.name}-{size_label}")
+        name = f"{name} at {size_label}"
     out = Path(args.out) if args.out else default_out
     title = f"{name} on {args.split} ({len(pairs)} images)"
     table = format_scores_table(scores, title)
     print(table)
     result = {"model": str(model_path), "split": args.split, "images": len(pairs),
+              "input_size": size_label,
               **scores.to_dict(), "confusion_matrix": scores.confusion.tolist()}
     write_text_atomic(out / "scores.md", table)
     write_json_atomic(out / "scores.json", result)
