@@ -83,7 +83,9 @@ def _stage_sentence(index: int, run: dict, history: list) -> str:
     train, best = run["train"], _best(history)
     start = ("from scratch" if index == 0
              else f"from stage {index}'s best weights (`--init-weights`), a fresh schedule")
-    return (f"stage {index + 1}: {start}, {len(history)} epochs, {train['optimizer']} lr "
+    height, width = run["model"]["input_hw"]
+    return (f"stage {index + 1}: {start}, {len(history)} epochs at {height}x{width}, "
+            f"{train['optimizer']} lr "
             f"{train['learning_rate']} {train['schedule']}, loss {train.get('loss', 'ce')}, "
             f"class weights {_weights(train)}, "
             f"best val mIoU {best['val_miou']:.2f} at epoch {best['epoch']}")

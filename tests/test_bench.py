@@ -172,6 +172,8 @@ def test_model_card_of_a_warm_started_run_tells_every_stage(benched, converted, 
     second = json.loads(json.dumps(first))
     second["train"].update(learning_rate=0.001, init_weights="runs/stage1", epochs=3,
                            loss="ce+lovasz")
+    first_h, first_w = first["model"]["input_hw"]
+    second["model"]["input_hw"] = [2 * first_h, 2 * first_w]
     staged = tmp_path / "staged"
     (staged / "init").mkdir(parents=True)
     (staged / "init" / "run.json").write_text(json.dumps(first))
@@ -181,7 +183,9 @@ def test_model_card_of_a_warm_started_run_tells_every_stage(benched, converted, 
     text = model_card(staged, [result], report)
     total = len(history) + 3
     assert f"{total} epochs in 2 stages (stage 1: from scratch, {len(history)} epochs" in text
-    assert "stage 2: from stage 1's best weights (`--init-weights`), a fresh schedule, 3" in text
+    assert ("stage 2: from stage 1's best weights (`--init-weights`), a fresh schedule, 3 epochs "
+            f"at {2 * first_h}x{2 * first_w}, ") in text
+    assert f"{len(history)} epochs at {first_h}x{first_w}, " in text
     commands = text.split("```bash")[1].splitlines()
     assert "--init-weights" not in commands[1]
     assert "--lr 0.001" in commands[2] and "--init-weights runs/stage1" in commands[2]
