@@ -248,14 +248,15 @@ def run_eval(args) -> dict:
     model_path = Path(args.model)
     if not model_path.exists():
         raise InputError(f"--model {model_path}: not found")
-    if model_path.suffix == ".tflite" and args.input_size:
-        raise InputError(f"--input-size: {model_path} has its input size fixed at export; "
-                         "export it at that size with `fcnedge convert --input-size`")
     if model_path.suffix == ".tflite":
+        if args.input_size:
+            raise InputError(f"--input-size: {model_path} has its input size fixed at export; "
+                             "export it at that size with `fcnedge convert --input-size`")
         # The runtime's own code path, so the score is the one a device would get.
         predict = tflite_predictor(model_path)
         segmenter = predict.segmenter
         input_hw, labels, name = segmenter.input_hw, segmenter.labels, model_path.stem
+        trained_hw = input_hw
         batch_size = 1
     else:
         override_hw = parse_size(args.input_size) if args.input_size else None
@@ -271,7 +272,7 @@ def run_eval(args) -> dict:
     default_out = (run_dir / f"eval-{args.split}" if model_path.suffix != ".tflite"
                    else run_dir / f"eval-{model_path.stem}-{args.split}")
     size_label = f"{input_hw[0]}x{input_hw[1]}"
-    if model_path.suffix != ".tflite" and tuple(input_hw) != trained_hw:
+    if tuple(input_hw) != tuple(trained_hw):
         # Its own folder, so the trained-size scores beside the weights are not overwritten.
         default_out = default_out.with_name(f"{default_out.name}-{size_label}")
         name = f"{name} at {size_label}"
