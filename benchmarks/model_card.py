@@ -91,6 +91,19 @@ def _stage_sentence(index: int, run: dict, history: list) -> str:
             f"best val mIoU {best['val_miou']:.2f} at epoch {best['epoch']}")
 
 
+def _prior_correction(run_dir: Path) -> dict | None:
+    from fcnedge.train.prior import PRIOR_FILE
+
+    path = run_dir / PRIOR_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _correct_prior_command(name: str, correction: dict) -> str:
+    taus = ",".join(f"{entry['tau']:g}" for entry in correction.get("sweep", []))
+    return (f"fcnedge correct-prior --model models/{name} --data ../shared/datasets/camvid "
+            f"--split {correction['split']}" + (f" --taus {taus}" if taus else ""))
+
+
 def model_card(run_dir: Path, converts: list[dict], bench: dict) -> str:
     from fcnedge.train.trainer import run_lineage
 
@@ -123,6 +136,7 @@ def model_card(run_dir: Path, converts: list[dict], bench: dict) -> str:
         "",
         f"Files: `{name}/` (run.json, history.json, best.weights.h5: the float model"
         + ("; init/: the earlier stages' run.json and history.json" if len(stages) > 1 else "")
+        + ("; prior_correction.json" if _prior_correction(run_dir) else "")
         + f"), `{name}_int8-qat.tflite` (what `fcnedge demo` and `fcnedge run` use) and "
         f"`{name}_float32.tflite`, each with its card (`.json`).",
         "",
@@ -135,14 +149,23 @@ def model_card(run_dir: Path, converts: list[dict], bench: dict) -> str:
     for label, row in rows.items():
         lines.append(f"| {label} | {row['size_mb']:.2f} | {row['miou']:.2f} | "
                      f"{row['delta']:+.2f} |")
+    correction = _prior_correction(run_dir)
+    if correction:
+        lines += ["", "Prior correction (`fcnedge correct-prior`, prior_correction.json): tau "
+                  f"{correction['tau']:g}, chosen by mIoU on the {correction['split']} split "
+                  f"({correction['images']} images), folded into the last score layer's bias. "
+                  "Every row above includes it; the per-class row \"as trained\" below is the "
+                  "best epoch without it, as training scored it."]
     lines += ["", "Per-class IoU (%):", ""]
-    per_class = {"Keras (best epoch)": best["val_per_class_iou"]}
+    trained_label = "Keras as trained (best epoch)" if correction else "Keras (best epoch)"
+    per_class = {trained_label: best["val_per_class_iou"]}
     for label in PER_CLASS_FORMATS:
         if label in rows:
             per_class[label] = rows[label]["per_class_iou"]
     lines += _per_class_table(per_class)
     lines += ["", "## Speed on this machine (from `fcnedge bench`)", "", bench["table"].strip(),
               "", "## Commands", "", "```bash", *(_train_command(r) for r, _ in stages),
+              *([_correct_prior_command(name, correction)] if correction else []),
               f"sh benchmarks/recipe.sh models/{name} ../shared/datasets/camvid out/published"
               "   # = make bench",
               "```", ""]

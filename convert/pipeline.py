@@ -98,6 +98,9 @@ def model_card(fmt: Format, graph, config, labels, info: dict, options: ConvertO
         "ops": graph.op_counts,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "training": {k: info.get("train", {}).get(k) for k in ("epochs", "class_weights")},
+        # The prior correction folded into the logits' bias, if the run had one (or None).
+        "prior_correction": ({k: info["prior_correction"][k] for k in ("tau", "split", "images")}
+                             if info.get("prior_correction") else None),
     }
 
 

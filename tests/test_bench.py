@@ -1,6 +1,7 @@
 """Benchmark: one process per row, every report file, failed rows, percentiles, Pareto front."""
 import csv
 import json
+import shutil
 import stat
 from pathlib import Path
 
@@ -160,6 +161,24 @@ def test_model_card_is_written_from_the_records(benched, converted, tmp_path):
     assert f"| Keras float32 | | {result['keras_miou']:.2f} | |" in text
     assert "| int8-qat |" in text and "| Pedestrian |" in text and "fcnedge train" in text
     assert f"`{run.name}_int8-qat.tflite`" in text and "--batch-size" in text
+
+
+def test_model_card_tells_a_prior_correction_apart_from_the_weights_as_trained(
+        benched, converted, tmp_path):
+    from fcnedge.benchmarks.model_card import model_card
+
+    run, result = converted
+    _, report, _ = benched
+    corrected = tmp_path / run.name
+    shutil.copytree(run, corrected)
+    (corrected / "prior_correction.json").write_text(json.dumps(
+        {"tau": 0.75, "split": "train", "images": 64, "sweep": [{"tau": 0.0}, {"tau": 0.75}]}))
+    text = model_card(corrected, [result], report)
+    assert (f"fcnedge correct-prior --model models/{run.name} --data ../shared/datasets/camvid "
+            "--split train --taus 0,0.75\n") in text
+    assert "tau 0.75, chosen by mIoU on the train split (64 images)" in text
+    assert "| Keras as trained (best epoch) |" in text and "; prior_correction.json" in text
+    assert "tau" not in model_card(run, [result], report)
 
 
 def test_model_card_of_a_warm_started_run_tells_every_stage(benched, converted, tmp_path):

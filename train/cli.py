@@ -11,6 +11,7 @@ from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.preprocess import parse_size
 
 log = logging.getLogger("fcnedge")
+DEFAULT_TAUS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 DEFAULT_INPUT_SIZE = {"vgg16": "224x224", "mobilenetv2": "352x480"}
 
 
@@ -145,8 +146,29 @@ def add_parsers(subparsers) -> None:
                           "than it was trained at, to pick the size to export (default: its own)")
     evaluate.add_argument("--out", default=None, help="folder for confusion.png and scores "
                           "(default: eval-SPLIT beside the model)")
+    evaluate.add_argument("--uncorrected", action="store_true",
+                          help="score the weights as trained, without the run's prior "
+                          "correction (prior_correction.json from `fcnedge correct-prior`)")
     add_common(evaluate)
     evaluate.set_defaults(handler=run_eval)
+
+    correct_prior = subparsers.add_parser(
+        "correct-prior", formatter_class=defaults,
+        help="choose the prior correction of a class-weighted run (tau, by mIoU on a split)",
+        description="Class weights make a model over-predict its rare classes. This scores "
+        "argmax(logits - tau * log(class weight)) for each tau on a split (the training split "
+        "by default: val selects models) and stores the best tau in prior_correction.json in the "
+        "run; eval, convert and bench then use the corrected model (folded into a bias: no "
+        "cost per frame).")
+    correct_prior.add_argument("--model", required=True, help="run folder (class-weighted)")
+    correct_prior.add_argument("--data", required=True, help="dataset folder")
+    correct_prior.add_argument("--split", default="train", help="split to choose tau on")
+    correct_prior.add_argument("--taus", default=",".join(f"{t:g}" for t in DEFAULT_TAUS),
+                               help="comma-separated tau values to try (0 = as trained)")
+    correct_prior.add_argument("--limit", type=int, default=None, help="first N images only")
+    correct_prior.add_argument("--batch-size", type=int, default=8)
+    add_common(correct_prior)
+    correct_prior.set_defaults(handler=run_correct_prior)
 
 
 def run_data_camvid(args) -> dict:
@@ -258,10 +280,13 @@ def run_eval(args) -> dict:
         input_hw, labels, name = segmenter.input_hw, segmenter.labels, model_path.stem
         trained_hw = input_hw
         batch_size = 1
+        correction = None
     else:
         override_hw = parse_size(args.input_size) if args.input_size else None
-        model, config, labels, info = load_trained_model(model_path, override_hw)
+        model, config, labels, info = load_trained_model(model_path, override_hw,
+                                                         prior_correction=not args.uncorrected)
         predict, input_hw, name = keras_predictor(model), config.input_hw, config.name
+        correction = info["prior_correction"]
         trained_hw = ModelConfig.from_dict(info["model"]).input_hw
         batch_size = args.batch_size
     pairs = find_pairs(args.data, args.split, args.limit)
@@ -276,15 +301,77 @@ def run_eval(args) -> dict:
         # Its own folder, so the trained-size scores beside the weights are not overwritten.
         default_out = default_out.with_name(f"{default_out.name}-{size_label}")
         name = f"{name} at {size_label}"
+    if args.uncorrected and model_path.suffix != ".tflite":
+        default_out = default_out.with_name(f"{default_out.name}-uncorrected")
+        name = f"{name}, uncorrected"
+    elif correction:
+        name = f"{name}, prior correction tau {correction['tau']:g}"
     out = Path(args.out) if args.out else default_out
     title = f"{name} on {args.split} ({len(pairs)} images)"
     table = format_scores_table(scores, title)
     print(table)
     result = {"model": str(model_path), "split": args.split, "images": len(pairs),
-              "input_size": size_label,
+              "input_size": size_label, "prior_correction": correction,
               **scores.to_dict(), "confusion_matrix": scores.confusion.tolist()}
     write_text_atomic(out / "scores.md", table)
     write_json_atomic(out / "scores.json", result)
     plot_confusion(scores, out / "confusion.png", title)
     log.info("wrote %s", out / "confusion.png")
     return result
+
+
+def _parse_taus(text: str) -> tuple[float, ...]:
+    try:
+        taus = tuple(sorted({float(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        taus = ()
+    if not taus:
+        raise InputError(f"--taus: got {text!r}, expected comma-separated numbers such as "
+                         "0,0.5,1")
+    return taus
+
+
+def run_correct_prior(args) -> dict:
+    import numpy as np
+
+    from fcnedge.runtime.fileio import write_text_atomic
+    from fcnedge.train.prior import (PRIOR_FILE, PriorCorrection, choose_tau, file_sha256,
+                                     format_sweep_table, log_class_weights,
+                                     sweep_prior_correction, write_prior_correction)
+    from fcnedge.train.data import find_pairs, load_split
+    from fcnedge.train.evaluate import keras_logits
+    from fcnedge.train.trainer import RUN_FILE, load_trained_model
+
+    taus = _parse_taus(args.taus)
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size: got {args.batch_size}, expected a positive integer")
+    run_dir = Path(args.model)
+    if not run_dir.is_dir():
+        raise InputError(f"--model {run_dir}: expected a run folder (the prior correction is "
+                         "stored in it, beside the weights it corrects)")
+    model, config, labels, info = load_trained_model(run_dir, prior_correction=False)
+    log_weights = log_class_weights(info, labels.num_classes, str(run_dir / RUN_FILE))
+    pairs = find_pairs(args.data, args.split, args.limit)
+    arrays = load_split(pairs, config.input_hw, labels)
+    scores = sweep_prior_correction(keras_logits(model), arrays.images, arrays.full_masks,
+                                    labels, log_weights, taus, args.batch_size,
+                                    progress=_progress_printer("images"))
+    tau = choose_tau(scores)
+    weights = Path(info["weights"])
+    correction = PriorCorrection(
+        tau=tau, log_class_weights=tuple(round(float(v), 6) for v in log_weights),
+        weights_file=weights.name, weights_sha256=file_sha256(weights), split=args.split,
+        images=len(pairs))
+    # The classes the weights favour most are the ones the correction moves most.
+    rare = [labels.class_names[i] for i in sorted(np.argsort(log_weights)[-4:])]
+    table = format_sweep_table(scores, tau, rare)
+    title = (f"{config.name}: prior correction on {args.split} ({len(pairs)} images); "
+             f"tau {tau:g} chosen by mIoU")
+    print(f"{title}\n\n{table}")
+    write_prior_correction(run_dir, correction, scores)
+    write_text_atomic(run_dir / "prior_correction.md", f"{title}\n\n{table}\n")
+    log.info("wrote %s; eval, convert and bench now apply it", run_dir / PRIOR_FILE)
+    return {"model": str(run_dir), "split": args.split, "images": len(pairs), "tau": tau,
+            "miou_uncorrected": scores[0.0].to_dict()["miou"] if 0.0 in scores else None,
+            "miou": scores[tau].to_dict()["miou"],
+            "sweep": [{"tau": t, **scores[t].to_dict()} for t in taus]}

@@ -27,14 +27,27 @@ def evaluate_predictor(predict: Predictor, images: np.ndarray, full_masks: Seque
     num_classes = labels.num_classes
     confusion = np.zeros((num_classes, num_classes), np.int64)
     for start in range(0, len(images), batch_size):
-        predicted = predict(images[start:start + batch_size])
-        for offset, label_map in enumerate(predicted):
-            truth = full_masks[start + offset]
-            confusion += confusion_matrix(truth, resize_labels(label_map, truth.shape[:2]),
-                                          num_classes, labels.void_id)
+        accumulate_confusion(confusion, predict(images[start:start + batch_size]),
+                             full_masks[start:start + batch_size], labels)
         if progress:
             progress(min(start + batch_size, len(images)), len(images))
     return scores_from_confusion(confusion, labels.class_names)
+
+
+def accumulate_confusion(confusion: np.ndarray, label_maps: np.ndarray,
+                         full_masks: Sequence[np.ndarray], labels: LabelSet) -> None:
+    """Adds predicted label maps, each resized to its mask's own resolution, to `confusion`."""
+    for label_map, truth in zip(label_maps, full_masks):
+        confusion += confusion_matrix(truth, resize_labels(label_map, truth.shape[:2]),
+                                      labels.num_classes, labels.void_id)
+
+
+def keras_logits(model) -> Callable[[np.ndarray], np.ndarray]:
+    """A Keras model's logits for a batch of RGB uint8 images, run in graph mode."""
+    from fcnedge.train.tfcompat import tf
+
+    infer = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+    return lambda images: infer(tf.convert_to_tensor(images, tf.float32)).numpy()
 
 
 def keras_predictor(model) -> Predictor:

@@ -37,6 +37,7 @@ from fcnedge.train.evaluate import evaluate_predictor, keras_predictor
 from fcnedge.train.losses import LOSSES, segmentation_loss
 from fcnedge.train.models import ARCH_STRIDES, ModelConfig, build_fcn, read_json
 from fcnedge.train.pipeline import AugmentConfig, train_dataset
+from fcnedge.train.prior import PRIOR_FILE, fold_logit_shift, read_prior_correction
 from fcnedge.train.tfcompat import keras, tf
 
 log = logging.getLogger("fcnedge.train")
@@ -394,7 +395,10 @@ def _check_source_fits(path: Path, source_config: ModelConfig, model_config: Mod
 
 def _load_coarser_fcn(model, model_config: ModelConfig, path: Path,
                       source_config: ModelConfig) -> None:
-    source_model, *_ = load_trained_model(path, input_hw=model_config.input_hw)
+    # As trained: a prior correction belongs to the source's last score layer, which in the
+    # finer FCN is no longer last.
+    source_model, *_ = load_trained_model(path, input_hw=model_config.input_hw,
+                                          prior_correction=False)
     copied = copy_coarser_fcn_weights(source_model, source_config.arch, model,
                                       model_config.arch)
     log.info("initialised %d layers from the %s in %s; the %s's finer skips start at zero",
@@ -524,11 +528,18 @@ def save_model_weights(model, path: Path) -> None:
                     source.copy(source[key], slim, name=key)
 
 
-def load_trained_model(path: str | os.PathLike, input_hw: tuple[int, int] | None = None):
+def load_trained_model(path: str | os.PathLike, input_hw: tuple[int, int] | None = None,
+                       prior_correction: bool = True):
     """Loads a trained Keras FCN from a run dir (best weights first) or a weights file in one.
 
+    Args:
+      prior_correction: apply the run's prior correction (`fcnedge correct-prior`,
+        prior_correction.json) when it was computed for these weights; False loads the weights
+        as trained.
+
     Returns:
-      (model, ModelConfig, LabelSet, run info dict)
+      (model, ModelConfig, LabelSet, run info dict); the info also names the weights file
+      loaded ("weights") and the applied correction ("prior_correction", None if none).
     """
     path = Path(path)
     if path.is_dir():
@@ -554,4 +565,11 @@ def load_trained_model(path: str | os.PathLike, input_hw: tuple[int, int] | None
         model.load_weights(str(weights))
     except Exception as err:
         raise InputError(f"{weights}: weights do not fit the model in {RUN_FILE} ({err})") from err
+    correction = read_prior_correction(run_dir, weights) if prior_correction else None
+    if correction is not None:
+        fold_logit_shift(model, config.arch, correction.logit_shift)
+        log.info("applied the prior correction of %s (tau %g)", run_dir / PRIOR_FILE,
+                 correction.tau)
+    info = {**info, "weights": str(weights),
+            "prior_correction": correction.to_dict() if correction else None}
     return model, config, labels, info
