@@ -67,7 +67,17 @@ def test_bundled_float_weights_reproduce_the_runs_best_val_score(camvid_root, tm
     history = json.loads((run / "history.json").read_text())
     best = max(entry["val_miou"] for entry in history if "val_miou" in entry)
     code = main(["eval", "--model", str(run), "--data", str(camvid_root), "--split", "val",
-                 "--out", str(tmp_path / "eval"), "--json", str(tmp_path / "e.json")])
+                 "--uncorrected", "--out", str(tmp_path / "eval"),
+                 "--json", str(tmp_path / "e.json")])
     assert code == 0, capsys.readouterr().err
     # The bundled weights file is the run's best epoch with the optimizer slots left out.
     assert json.loads((tmp_path / "e.json").read_text())["miou"] == pytest.approx(best, abs=0.5)
+    # With its prior correction (if any), it is the float model the bundled files came from.
+    card = json.loads((models_dir() / BUNDLED_MODEL).with_suffix(".json").read_text())
+    code = main(["eval", "--model", str(run), "--data", str(camvid_root), "--split", "val",
+                 "--out", str(tmp_path / "eval_served"), "--json", str(tmp_path / "s.json")])
+    assert code == 0, capsys.readouterr().err
+    served = json.loads((tmp_path / "s.json").read_text())
+    tau = (served["prior_correction"] or {}).get("tau")
+    assert tau == (card.get("prior_correction") or {}).get("tau")
+    assert served["miou"] == pytest.approx(card["verification"]["keras_miou"], abs=0.5)
