@@ -124,6 +124,9 @@ def test_train_then_eval_writes_scores_and_confusion_png(broken_data, tmp_path, 
     code, _, err = run_cli(capsys, "eval", "--model", str(tflite), "--data", str(broken_data),
                            "--input-size", "96x128")
     assert code == 2 and "fixed.tflite has its input size fixed at export" in err
+    code, _, err = run_cli(capsys, "eval", "--model", str(tflite), "--data", str(broken_data),
+                           "--uncorrected")
+    assert code == 2 and "--uncorrected: " in err and "score the run folder" in err
 
 
 def test_console_script_is_installed():

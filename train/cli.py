@@ -274,6 +274,10 @@ def run_eval(args) -> dict:
         if args.input_size:
             raise InputError(f"--input-size: {model_path} has its input size fixed at export; "
                              "export it at that size with `fcnedge convert --input-size`")
+        if args.uncorrected:
+            raise InputError(f"--uncorrected: {model_path} has its run's prior correction, if "
+                             "any, baked in at export; score the run folder with --uncorrected "
+                             "instead")
         # The runtime's own code path, so the score is the one a device would get.
         predict = tflite_predictor(model_path)
         segmenter = predict.segmenter
@@ -301,7 +305,7 @@ def run_eval(args) -> dict:
         # Its own folder, so the trained-size scores beside the weights are not overwritten.
         default_out = default_out.with_name(f"{default_out.name}-{size_label}")
         name = f"{name} at {size_label}"
-    if args.uncorrected and model_path.suffix != ".tflite":
+    if args.uncorrected:
         default_out = default_out.with_name(f"{default_out.name}-uncorrected")
         name = f"{name}, uncorrected"
     elif correction:
