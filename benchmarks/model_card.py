@@ -113,6 +113,7 @@ def model_card(run_dir: Path, converts: list[dict], bench: dict) -> str:
     train_s = sum(h.get("seconds", 0.0) for _, stage_history in stages for h in stage_history)
     model, train = run["model"], run["train"]
     name = run_dir.name
+    correction = _prior_correction(run_dir)
     rows = {_row_label(row, model["input_hw"]): row
             for convert in converts for row in convert["rows"]}
     threads = (f" with {train['threads']} thread(s), beside another run"
@@ -136,7 +137,7 @@ def model_card(run_dir: Path, converts: list[dict], bench: dict) -> str:
         "",
         f"Files: `{name}/` (run.json, history.json, best.weights.h5: the float model"
         + ("; init/: the earlier stages' run.json and history.json" if len(stages) > 1 else "")
-        + ("; prior_correction.json" if _prior_correction(run_dir) else "")
+        + ("; prior_correction.json" if correction else "")
         + f"), `{name}_int8-qat.tflite` (what `fcnedge demo` and `fcnedge run` use) and "
         f"`{name}_float32.tflite`, each with its card (`.json`).",
         "",
@@ -149,7 +150,6 @@ def model_card(run_dir: Path, converts: list[dict], bench: dict) -> str:
     for label, row in rows.items():
         lines.append(f"| {label} | {row['size_mb']:.2f} | {row['miou']:.2f} | "
                      f"{row['delta']:+.2f} |")
-    correction = _prior_correction(run_dir)
     if correction:
         lines += ["", "Prior correction (`fcnedge correct-prior`, prior_correction.json): tau "
                   f"{correction['tau']:g}, chosen by mIoU on the {correction['split']} split "

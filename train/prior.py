@@ -160,7 +160,7 @@ def read_prior_correction(run_dir: Path, weights: Path) -> PriorCorrection | Non
 
 
 def write_prior_correction(run_dir: Path, correction: PriorCorrection,
-                      scores: dict[float, SegmentationScores]) -> Path:
+                           scores: dict[float, SegmentationScores]) -> Path:
     """prior_correction.json: the chosen tau and, for the record, every tau's scores."""
     return write_json_atomic(run_dir / PRIOR_FILE, {
         **correction.to_dict(),
