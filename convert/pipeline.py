@@ -201,6 +201,7 @@ def _quantization_aware_training(model, train_pairs, val_arrays, calibration, co
     from fcnedge.convert.qat import QatConfig, fine_tune
     from fcnedge.train.data import load_split
     from fcnedge.train.pipeline import AugmentConfig
+    from fcnedge.train.prior import loss_logit_offset
 
     train_info = info.get("train", {})
     class_weights = np.asarray(info.get("class_weights") or np.ones(labels.num_classes),
@@ -215,7 +216,8 @@ def _quantization_aware_training(model, train_pairs, val_arrays, calibration, co
              "folded" if qat_config.per_tensor
              else "frozen" if qat_config.freeze_bn else "training")
     return fine_tune(model, train_arrays, val_arrays, class_weights, labels, augment, qat_config,
-                     calibration=calibration, loss=train_info.get("loss", "ce"))
+                     calibration=calibration, loss=train_info.get("loss", "ce"),
+                     logit_offset=loss_logit_offset(info.get("prior_correction")))
 
 
 def _edgetpu_step(written: dict, out: Path) -> dict:

@@ -421,13 +421,14 @@ class _EpochScorer(keras.callbacks.Callback):
 
 def fine_tune(model, train_arrays, val_arrays, class_weights, labels, augment,
               config: QatConfig, calibration: np.ndarray | None = None, progress=None,
-              loss: str = "ce"):
+              loss: str = "ce", logit_offset: np.ndarray | None = None):
     """QAT-fine-tunes a float model; returns (best fake-quant model, history list).
 
     Activation ranges start from `calibration` images (default: the first 64 training images;
     see calibrate_ranges). The val mIoU of the fake-quantized graph picks the epoch; epoch 0 is
     the calibrated model before any fine-tuning, so with keep_best QAT never returns a model
-    worse than its own start.
+    worse than its own start. `logit_offset` goes to the loss (see segmentation_loss): minus a
+    folded prior correction's shift, so fine-tuning does not undo it.
     """
     from fcnedge.train.evaluate import evaluate_predictor, keras_predictor
     from fcnedge.train.losses import segmentation_loss
@@ -446,7 +447,8 @@ def fine_tune(model, train_arrays, val_arrays, class_weights, labels, augment,
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * steps,
                                                       alpha=0.1)
     qat_model.compile(optimizer=keras.optimizers.Adam(schedule),
-                      loss=segmentation_loss(loss, class_weights, labels.num_classes))
+                      loss=segmentation_loss(loss, class_weights, labels.num_classes,
+                                             logit_offset=logit_offset))
 
     def score() -> float:
         return evaluate_predictor(keras_predictor(qat_model), val_arrays.images,

@@ -9,7 +9,8 @@ from fcnedge.cli import main
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.labels import CAMVID
 from fcnedge.runtime.metrics import scores_from_confusion
-from fcnedge.train.prior import (choose_tau, log_class_weights, prior_correction_shift,
+from fcnedge.train.prior import (PriorCorrection, choose_tau, log_class_weights,
+                                 loss_logit_offset, prior_correction_shift,
                                  sweep_prior_correction)
 
 
@@ -55,6 +56,42 @@ def test_log_class_weights_refuses_an_unweighted_run():
         log_class_weights({"class_weights": [1.0, 2.0]}, 11, "run.json")
 
 
+@pytest.mark.parametrize("kind", ["ce", "ce+lovasz"])
+def test_fine_tuning_loss_keeps_a_folded_correction(kind):
+    # QAT fine-tunes the corrected model with the run's weighted loss. One logit vector z shared
+    # by every pixel: the weighted CE is minimal where softmax(z) ~ count * weight, i.e. at the
+    # logits as trained. The corrected model outputs z + shift; the loss must see z there (zero
+    # gradient) or fine-tuning walks the bias back and undoes the correction.
+    from fcnedge.train.losses import segmentation_loss
+    from fcnedge.train.tfcompat import tf
+
+    counts, weights = np.array([60, 30, 10]), np.array([1.0, 2.0, 6.0], np.float32)
+    labels = np.repeat(np.arange(3), counts).astype(np.int32).reshape(1, 1, -1)
+    trained = np.log(counts * weights).astype(np.float32)
+    correction = PriorCorrection(tau=1.0, log_class_weights=tuple(np.log(weights).tolist()),
+                                 weights_file="best.weights.h5", weights_sha256="0" * 64,
+                                 split="train", images=1)
+    deployed = tf.Variable(np.broadcast_to(trained + correction.logit_shift,
+                                           (1, 1, labels.shape[-1], 3)).copy())
+
+    def pixel_gradient(offset):
+        loss_fn = segmentation_loss(kind, weights, 3, logit_offset=offset)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(loss_fn(tf.constant(labels), deployed))
+        return tape.gradient(loss, deployed).numpy().sum(axis=(0, 1, 2))
+
+    offset = loss_logit_offset(correction.to_dict())
+    np.testing.assert_allclose(offset, -correction.logit_shift)
+    if kind == "ce":   # the Lovasz term has its own optimum; only CE's is known in closed form
+        np.testing.assert_allclose(pixel_gradient(offset), 0.0, atol=1e-5)
+    # Without the offset the gradient pulls the rare, heavy class's logit back up.
+    drift = pixel_gradient(None)
+    assert drift[2] < -1e-3
+    assert loss_logit_offset(None) is None
+    with pytest.raises(ValueError, match="logit offset"):
+        segmentation_loss(kind, weights, 3, logit_offset=np.zeros(4))
+
+
 @pytest.mark.parametrize("arch", ["fcn32s", "fcn8s"])
 def test_folding_shifts_every_output_pixel_by_the_shift(arch):
     from fcnedge.train.models import ModelConfig, build_fcn
@@ -70,7 +107,7 @@ def test_folding_shifts_every_output_pixel_by_the_shift(arch):
 
 
 def test_correct_prior_then_eval_and_convert_use_it(converted, synth_data, tmp_path, capsys,
-                                                    caplog):
+                                                    caplog, monkeypatch):
     run = tmp_path / "run"
     shutil.copytree(converted[0], run)
     data = str(synth_data)
@@ -106,6 +143,24 @@ def test_correct_prior_then_eval_and_convert_use_it(converted, synth_data, tmp_p
     card = json.loads(next((tmp_path / "conv").glob("*float32*.json")).read_text())
     assert card["prior_correction"] == {"tau": 1.0, "split": "val", "images": 16}
     assert card["verification"]["miou"] == pytest.approx(corrected["miou"], abs=0.1)
+
+    # QAT fine-tunes the corrected model with a loss offset by minus the shift (see
+    # test_fine_tuning_loss_keeps_a_folded_correction for why).
+    from fcnedge.convert import qat
+    passed = {}
+    real_fine_tune = qat.fine_tune
+
+    def spy(*args, **kwargs):
+        passed.update(kwargs)
+        return real_fine_tune(*args, **kwargs)
+
+    monkeypatch.setattr(qat, "fine_tune", spy)
+    code, _, err = run_cli(capsys, "convert", "--model", str(run), "--data", data, "--out",
+                           str(tmp_path / "conv_qat"), "--formats", "int8-qat", "--qat-epochs",
+                           "1", "--calib-samples", "8")
+    assert code == 0, err
+    np.testing.assert_allclose(passed["logit_offset"],
+                               -PriorCorrection.from_dict(stored).logit_shift)
 
     # Weights it was not computed for are not shifted: a warning, and the model as trained.
     stored["weights_sha256"] = "0" * 64

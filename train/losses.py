@@ -29,26 +29,37 @@ def masked_weighted_crossentropy(class_weights: np.ndarray | None, num_classes: 
     return loss
 
 
-def segmentation_loss(kind: str, class_weights: np.ndarray | None, num_classes: int):
+def segmentation_loss(kind: str, class_weights: np.ndarray | None, num_classes: int,
+                      logit_offset: np.ndarray | None = None):
     """The Keras loss a run trains with: `ce`, or `ce+lovasz` (their sum).
 
     The Lovasz term is not class-weighted: it is a mean over the classes present in the batch,
     so every class already counts alike, and it scores false positives as IoU does, which the
     weighted cross-entropy does not.
+
+    `logit_offset` (one value per class) is added to the model's logits before the loss. A model
+    with a prior correction folded into its bias outputs the trained logits plus a shift; with
+    the shift's negative here the loss sees the logits as training saw them, so fine-tuning
+    (QAT) keeps the correction instead of training it back out.
     """
-    if kind == "ce":
-        return masked_weighted_crossentropy(class_weights, num_classes)
-    if kind != "ce+lovasz":
+    if kind not in LOSSES:
         raise ValueError(f"loss {kind!r}: expected one of {', '.join(LOSSES)}")
     table = _weight_table(class_weights, num_classes)
+    offset = None if logit_offset is None else _offset_vector(logit_offset, num_classes)
 
     def loss(y_true, logits):
         labels = _labels_with_void_slot(y_true, num_classes)
+        logits = tf.cast(logits, tf.float32)
+        if offset is not None:
+            logits = logits + offset
         ce = _weighted_ce(labels, logits, table, num_classes)
+        if kind == "ce":
+            return ce
         # Keras averages the returned map, so a scalar added to every pixel adds itself once.
         return ce + lovasz_softmax(labels, logits, num_classes)
 
-    loss.__name__ = "crossentropy_plus_lovasz"
+    loss.__name__ = ("masked_weighted_crossentropy" if kind == "ce"
+                     else "crossentropy_plus_lovasz")
     return loss
 
 
@@ -97,6 +108,13 @@ def _weight_table(class_weights, num_classes: int):
     if weights.shape != (num_classes,):
         raise ValueError(f"class weights have shape {weights.shape}, expected ({num_classes},)")
     return tf.constant(np.append(weights, 0.0).astype(np.float32))
+
+
+def _offset_vector(logit_offset, num_classes: int):
+    offset = np.asarray(logit_offset, np.float32)
+    if offset.shape != (num_classes,):
+        raise ValueError(f"logit offset has shape {offset.shape}, expected ({num_classes},)")
+    return tf.constant(offset)
 
 
 def _labels_with_void_slot(y_true, num_classes: int):

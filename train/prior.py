@@ -72,6 +72,19 @@ def prior_correction_shift(log_class_weights: np.ndarray, tau: float) -> np.ndar
     return (-float(tau) * np.asarray(log_class_weights, np.float32)).astype(np.float32)
 
 
+def loss_logit_offset(correction: dict | None) -> np.ndarray | None:
+    """What a fine-tuning loss adds to a corrected model's logits to see them as trained.
+
+    The class-weighted loss is minimised by the uncorrected logits, so fine-tuning a model with
+    the correction folded in would move its bias back by the shift; offsetting the loss's input
+    by minus the shift keeps the loss's optimum where the deployed logits are corrected.
+    `correction` is a load's info["prior_correction"] (None: no correction, no offset).
+    """
+    if not correction:
+        return None
+    return -PriorCorrection.from_dict(correction).logit_shift
+
+
 def log_class_weights(run_info: dict, num_classes: int, source: str = "run.json") -> np.ndarray:
     """log(w_c) of a run's training loss; refuses a run whose loss was not class-weighted."""
     weights = np.asarray(run_info.get("class_weights") or [], np.float32)
