@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FCNEDGE := $(VENV)/bin/fcnedge
 OUT ?= out
 DATA ?= ../shared/datasets/camvid
-BUNDLED ?= models/camvid_fcn8s_mobilenetv2
+BUNDLED ?= models/camvid_fcn2s_mobilenetv2
 
 .PHONY: demo demo-train test bench install clean
 

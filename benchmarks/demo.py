@@ -24,7 +24,7 @@ from fcnedge.runtime.fileio import prepare_output_folder, write_image_atomic, wr
 log = logging.getLogger("fcnedge.demo")
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-BUNDLED_NAME = "camvid_fcn8s_mobilenetv2"
+BUNDLED_NAME = "camvid_fcn2s_mobilenetv2"
 BUNDLED_MODEL = f"{BUNDLED_NAME}_int8-qat.tflite"
 BUNDLED_FORMATS = (BUNDLED_MODEL, f"{BUNDLED_NAME}_float32.tflite")
 DATA_ENV = "FCNEDGE_DATA"

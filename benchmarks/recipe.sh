@@ -7,7 +7,7 @@
 # float Keras model as its own row, in one run on this machine. Each TFLite row also streams
 # the val split as a video (drawing and mp4 writing on) and times a cold `fcnedge run`.
 set -eu
-RUN=${1:?run folder (e.g. models/camvid_fcn8s_mobilenetv2)}
+RUN=${1:?run folder (e.g. models/camvid_fcn2s_mobilenetv2)}
 DATA=${2:?dataset folder (e.g. ../shared/datasets/camvid)}
 OUT=${3:-out/published}
 FCNEDGE=${FCNEDGE:-fcnedge}

@@ -63,7 +63,7 @@ def test_bundled_card_figures_are_reproduced_by_eval(camvid_root, tmp_path, caps
 
 def test_bundled_float_weights_reproduce_the_runs_best_val_score(camvid_root, tmp_path, capsys):
     pytest.importorskip("tensorflow", reason="the float Keras model needs the [train] extra")
-    run = models_dir() / "camvid_fcn8s_mobilenetv2"
+    run = models_dir() / "camvid_fcn2s_mobilenetv2"
     history = json.loads((run / "history.json").read_text())
     best = max(entry["val_miou"] for entry in history if "val_miou" in entry)
     code = main(["eval", "--model", str(run), "--data", str(camvid_root), "--split", "val",
