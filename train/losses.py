@@ -19,14 +19,7 @@ def masked_weighted_crossentropy(class_weights: np.ndarray | None, num_classes: 
     batch, so the loss equals sum(w * ce) / sum(w): rare classes count more without changing the
     loss scale, and an image full of void contributes nothing.
     """
-    table = _weight_table(class_weights, num_classes)
-
-    def loss(y_true, logits):
-        labels = _labels_with_void_slot(y_true, num_classes)
-        return _weighted_ce(labels, logits, table, num_classes)
-
-    loss.__name__ = "masked_weighted_crossentropy"
-    return loss
+    return segmentation_loss("ce", class_weights, num_classes)
 
 
 def segmentation_loss(kind: str, class_weights: np.ndarray | None, num_classes: int,
@@ -53,7 +46,7 @@ def segmentation_loss(kind: str, class_weights: np.ndarray | None, num_classes: 
         if offset is not None:
             logits = logits + offset
         ce = _weighted_ce(labels, logits, table, num_classes)
-        if kind == "ce":
+        if kind == "ce":   # see masked_weighted_crossentropy
             return ce
         # Keras averages the returned map, so a scalar added to every pixel adds itself once.
         return ce + lovasz_softmax(labels, logits, num_classes)
