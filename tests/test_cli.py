@@ -48,7 +48,8 @@ def break_label(root):
 
 
 @pytest.mark.parametrize("case", ["missing-data", "bad-size", "bad-label", "empty-split",
-                                  "orphan-image", "bad-weight-power", "power-without-weights"])
+                                  "orphan-image", "bad-weight-power", "power-without-weights",
+                                  "bad-paste-class", "bad-paste-prob"])
 def test_train_bad_input_is_exit_2_with_one_line(case, broken_data, tmp_path, capsys):
     data, size, expect = broken_data, "64x96", None
     if case == "missing-data":
@@ -72,6 +73,11 @@ def test_train_bad_input_is_exit_2_with_one_line(case, broken_data, tmp_path, ca
     elif case == "power-without-weights":
         extra = ["--class-weights", "none", "--class-weight-power", "0.5"]
         expect = "nothing to temper with --class-weights none"
+    elif case == "bad-paste-class":
+        extra = ["--paste-classes", "Pole,Cyclist"]
+        expect = "--paste-classes: unknown class Cyclist; expected names from Sky, Building"
+    elif case == "bad-paste-prob":
+        extra, expect = ["--paste-classes", "Pole", "--paste-prob", "-0.1"], "--paste-prob: got -0.1"
     code, _, err = run_cli(capsys, "train", "--data", str(data), "--out", str(tmp_path / "run"),
                            "--input-size", size, "--epochs", "1", "--quiet", *extra)
     assert code == 2, err

@@ -245,6 +245,96 @@ def test_augmentation_keeps_image_and_mask_aligned():
         assert agree.mean() > 0.97
 
 
+def test_paste_objects_moves_only_the_chosen_classes_by_the_shift():
+    from fcnedge.train.pipeline import paste_objects
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (3, 6, 8, 3)).astype(np.float32)
+    masks = rng.integers(0, 12, (3, 6, 8)).astype(np.uint8)
+    shift = np.array([2, 7, 0], np.int32)
+    receives = np.array([True, True, False])
+    chosen = (2, 6)
+    out_images, out_masks = paste_objects(images, masks, shift, receives, chosen)
+    out_images, out_masks = out_images.numpy(), out_masks.numpy()
+    # Written out by hand: image b takes image b-1's chosen pixels, columns moved right by
+    # shift[b] with wrap-around; everything else, and any image that does not receive, is kept.
+    expect_images, expect_masks = images.copy(), masks.copy()
+    for b in range(3):
+        if not receives[b]:
+            continue
+        donor = (b - 1) % 3
+        for y in range(6):
+            for x in range(8):
+                source_x = (x - shift[b]) % 8
+                if masks[donor, y, source_x] in chosen:
+                    expect_masks[b, y, x] = masks[donor, y, source_x]
+                    expect_images[b, y, x] = images[donor, y, source_x]
+    np.testing.assert_array_equal(out_masks, expect_masks)
+    np.testing.assert_array_equal(out_images, expect_images)
+    assert (out_masks != masks).any()      # the case above does paste something
+
+
+def test_random_paste_adds_rare_pixels_and_keeps_pixels_with_their_labels():
+    from fcnedge.train.pipeline import random_paste
+
+    # Pole (2) is a bright column in each image; everything else is dark road (3).
+    images = np.zeros((4, 16, 32, 3), np.float32)
+    masks = np.full((4, 16, 32), 3, np.uint8)
+    for b in range(4):
+        masks[b, :, 4 * b + 1] = 2
+        images[b, :, 4 * b + 1] = 200.0
+    never = random_paste(images, masks, (2,), 0.0)
+    np.testing.assert_array_equal(never[1].numpy(), masks)
+    poles = []
+    for _ in range(20):
+        out_images, out_masks = (t.numpy() for t in random_paste(images, masks, (2,), 1.0))
+        # A pasted pixel carries its own label: bright exactly where the mask says Pole.
+        np.testing.assert_array_equal(out_images[..., 0] == 200.0, out_masks == 2)
+        poles.append((out_masks == 2).sum())
+    # Each image keeps its pole and (unless the shift lands it on its own) gains one.
+    assert min(poles) >= masks.size // 32 and np.mean(poles) > 1.5 * (masks == 2).sum()
+
+
+def test_paste_config_names_round_trip_and_errors(synth_data, tmp_path):
+    config = small_config(synth_data, tmp_path / "run",
+                          augment=AugmentConfig(paste_classes=["Pole", "Bicyclist"]))
+    assert config.augment.paste_classes == ("Pole", "Bicyclist")
+    assert config.augment.paste_ids(("Sky", "Building", "Pole", "Bicyclist")) == (2, 3)
+    # run.json stores the tuple as a JSON list; reading it back gives an equal config.
+    stored = json.loads(json.dumps(config.to_dict()))
+    assert TrainConfig.from_dict(stored) == config
+    with pytest.raises(InputError, match="--paste-prob: got 1.5"):
+        AugmentConfig(paste_probability=1.5)
+    bad = small_config(synth_data, tmp_path / "bad", augment=AugmentConfig(paste_classes=("Pol",)))
+    with pytest.raises(InputError, match="--paste-classes: unknown class Pol"):
+        train(bad, verbose=0)
+    assert not (tmp_path / "bad").exists()      # refused before --out was touched
+
+
+def test_train_dataset_pastes_between_images_of_a_batch():
+    from fcnedge.train.pipeline import train_dataset
+
+    # Image 0 has a Pedestrian (9) column, the others none: with pasting on, other images
+    # receive Pedestrian pixels; with the class not chosen, none ever do.
+    images = np.zeros((4, 32, 32, 3), np.uint8)
+    masks = np.full((4, 32, 32), 3, np.uint8)
+    masks[0, :, 5:8] = 9
+    images[0, :, 5:8] = 255
+    config = AugmentConfig(scale_min=1.0, scale_max=1.0, flip=False, brightness=0, contrast=0,
+                           saturation=0, hue=0, paste_classes=("Pedestrian",),
+                           paste_probability=1.0)
+
+    def images_with_pedestrians(paste_ids):
+        counts = []
+        for _, batch_masks in train_dataset(images, masks, 4, config, 11,
+                                            paste_ids=paste_ids).take(5):
+            counts.append(int(((batch_masks.numpy() == 9).any(axis=(1, 2))).sum()))
+        return counts
+
+    assert all(count == 2 for count in images_with_pedestrians((9,)))
+    assert all(count == 1 for count in images_with_pedestrians(()))
+
+
 def test_train_dataset_is_endless_full_batches_of_every_image():
     from fcnedge.train.pipeline import train_dataset
 

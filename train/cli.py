@@ -120,6 +120,11 @@ def add_parsers(subparsers) -> None:
                        "ports, TF_CONFIG written for each (worker 0 writes the run)")
     train.add_argument("--scale-min", type=float, default=0.75, help="random scale range")
     train.add_argument("--scale-max", type=float, default=1.5)
+    train.add_argument("--paste-classes", default="", metavar="NAMES",
+                       help="comma-separated classes whose pixels are copy-pasted from one "
+                            "image of a batch into another (e.g. Pole,SignSymbol); default none")
+    train.add_argument("--paste-prob", type=float, default=0.5,
+                       help="chance that an image receives a copy-paste")
     train.add_argument("--no-augment", action="store_true", help="train on unaugmented images")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--val-every", type=int, default=1, help="score val every N epochs")
@@ -246,7 +251,10 @@ def run_train(args) -> dict:
         backbone_weights=args.backbone_weights, init_weights=args.init_weights,
         strategy=args.strategy,
         augment=AugmentConfig(scale_min=args.scale_min, scale_max=args.scale_max,
-                              enabled=not args.no_augment),
+                              enabled=not args.no_augment,
+                              paste_classes=tuple(name.strip() for name in
+                                                  args.paste_classes.split(",") if name.strip()),
+                              paste_probability=args.paste_prob),
         seed=args.seed, val_every=args.val_every, limit_train=args.limit_train,
         limit_val=args.limit_val, threads=args.threads)
     result = train(config, resume=args.resume, overwrite=args.overwrite,

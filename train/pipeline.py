@@ -2,6 +2,9 @@
 
 Augmentation (random scale-crop, horizontal flip, photometric jitter) is applied to image and
 mask together; the mask is resized nearest and padded with void so no label is invented.
+Optionally, the pixels of rare classes are copied from one image of a batch into the next
+(copy-paste), so thin and small objects are seen against more backgrounds than the few the
+training split has them in.
 """
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fcnedge.runtime.errors import InputError
 from fcnedge.train.tfcompat import tf
 
 
@@ -24,6 +28,23 @@ class AugmentConfig:
     saturation: float = 0.2
     hue: float = 0.03
     enabled: bool = True
+    paste_classes: tuple[str, ...] = ()   # class names whose pixels are copy-pasted
+    paste_probability: float = 0.5        # chance that an image receives a paste
+
+    def __post_init__(self):
+        # A run.json stores the tuple as a list; keep the config hashable and comparable.
+        object.__setattr__(self, "paste_classes", tuple(self.paste_classes))
+        if not 0.0 <= self.paste_probability <= 1.0:
+            raise InputError(f"--paste-prob: got {self.paste_probability}, expected a number "
+                             "in [0, 1]")
+
+    def paste_ids(self, names: tuple[str, ...] | list[str]) -> tuple[int, ...]:
+        """The label ids of `paste_classes` in a label set's `names`; unknown names are an error."""
+        unknown = [name for name in self.paste_classes if name not in names]
+        if unknown:
+            raise InputError(f"--paste-classes: unknown class {', '.join(unknown)}; expected "
+                             f"names from {', '.join(names)}")
+        return tuple(names.index(name) for name in self.paste_classes)
 
 
 def augment_pair(image, mask, input_hw: tuple[int, int], config: AugmentConfig, void_id: int):
@@ -63,8 +84,40 @@ def augment_pair(image, mask, input_hw: tuple[int, int], config: AugmentConfig, 
     return image, mask
 
 
+def paste_objects(images, masks, donor_shift, receives, class_ids: tuple[int, ...]):
+    """Copies the `class_ids` pixels of each batch image into the next one's (the last's into
+    the first's), shifted right by `donor_shift[b]` columns (wrapping), where `receives[b]`.
+
+    images: [B, H, W, C]; masks: [B, H, W] integer; donor_shift: [B] int32; receives: [B] bool.
+    Only columns move, never rows: the camera is the same in every frame, so an object keeps
+    its distance-dependent height and its place relative to the horizon. Pasted pixels cover
+    what was there, as an occluder would, image and label together.
+    """
+    width = tf.shape(images)[2]
+    donor_images = tf.roll(images, 1, axis=0)
+    donor_masks = tf.roll(masks, 1, axis=0)
+    columns = tf.math.floormod(tf.range(width)[tf.newaxis, :] - donor_shift[:, tf.newaxis], width)
+    donor_images = tf.gather(donor_images, columns, axis=2, batch_dims=1)
+    donor_masks = tf.gather(donor_masks, columns, axis=2, batch_dims=1)
+    ids = tf.constant(class_ids, dtype=donor_masks.dtype)
+    take = tf.reduce_any(donor_masks[..., tf.newaxis] == ids, axis=-1)
+    take = tf.logical_and(take, receives[:, tf.newaxis, tf.newaxis])
+    images = tf.where(take[..., tf.newaxis], donor_images, images)
+    masks = tf.where(take, donor_masks, masks)
+    return images, masks
+
+
+def random_paste(images, masks, class_ids: tuple[int, ...], probability: float):
+    """paste_objects with a uniform random shift per image and receiving chance `probability`."""
+    batch, width = tf.shape(images)[0], tf.shape(images)[2]
+    shift = tf.random.uniform([batch], 0, width, dtype=tf.int32)
+    receives = tf.random.uniform([batch]) < probability
+    return paste_objects(images, masks, shift, receives, class_ids)
+
+
 def train_dataset(images: np.ndarray, masks: np.ndarray, batch_size: int,
-                  augment: AugmentConfig, void_id: int, seed: int = 0):
+                  augment: AugmentConfig, void_id: int, seed: int = 0,
+                  paste_ids: tuple[int, ...] = ()):
     """Endless shuffled, augmented, batched, prefetched training batches.
 
     Callers bound an epoch with fit's steps_per_epoch. Measured with TensorFlow 2.21:
@@ -84,4 +137,11 @@ def train_dataset(images: np.ndarray, masks: np.ndarray, batch_size: int,
         dataset = dataset.map(lambda i, m: (tf.cast(i, tf.float32), m),
                               num_parallel_calls=tf.data.AUTOTUNE)
     # Full batches only: static shapes, and no tiny last batch skewing BatchNorm statistics.
-    return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    # Within a batch, because the batch is already a random draw: the donor is another
+    # random training image at no extra decode cost.
+    if augment.enabled and paste_ids and batch_size > 1:
+        dataset = dataset.map(
+            lambda i, m: random_paste(i, m, paste_ids, augment.paste_probability),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    return dataset.prefetch(tf.data.AUTOTUNE)

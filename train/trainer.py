@@ -219,7 +219,9 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     Raises:
       InputError: bad data, options, or an --out folder that would be overwritten.
     """
+    config.augment.paste_ids(labels.class_names)     # a bad name fails before --out is touched
     config, stored = _prepare_run_dir(config, resume, overwrite)
+    paste_ids = config.augment.paste_ids(labels.class_names)   # a resumed run's own classes
     if config.threads:
         # Measured on 2 cores: a second intra-op thread barely speeds a step up, while two
         # single-threaded runs side by side each keep their one-thread speed.
@@ -305,7 +307,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         return _result(run_dir, history)
 
     dataset = train_dataset(train_arrays.images, train_arrays.masks, global_batch,
-                            config.augment, labels.void_id, seed=config.seed + initial_epoch)
+                            config.augment, labels.void_id, seed=config.seed + initial_epoch,
+                            paste_ids=paste_ids)
     recorder = _EpochRecorder(config, run_dir, labels, val_arrays, history, manager,
                               epoch_var, optimizer, schedule)
     # Every worker runs the same callbacks: one that only the chief ran could issue a
