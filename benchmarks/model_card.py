@@ -16,7 +16,6 @@ from fcnedge.runtime.fileio import write_text_atomic
 
 FOCUS = ("Pedestrian", "Bicyclist", "Pole", "SignSymbol")
 PER_CLASS_FORMATS = ("float32", "int8-ptq", "int8-qat", "int8-qat per-tensor")
-DEFAULT_LR, DEFAULT_WARMUP = 2e-3, 1.0   # `fcnedge train`'s defaults: the command omits them
 
 
 def _per_class_table(rows: dict[str, dict]) -> list[str]:
@@ -46,21 +45,48 @@ def _row_label(row: dict, model_hw: list[int]) -> str:
     return label
 
 
-def _train_command(run: dict) -> str:
+# Where a run.json keeps the `fcnedge train` flags that a command shows only when the run
+# did not use their default, in the order the command shows them.
+_OPTIONAL_TRAIN_FLAGS = (
+    ("train", "class_weight_power", "--class-weight-power"), ("train", "loss", "--loss"),
+    ("train", "learning_rate", "--lr"), ("train", "warmup_epochs", "--warmup-epochs"),
+    ("train", "optimizer", "--optimizer"), ("train", "weight_decay", "--weight-decay"),
+    ("train", "schedule", "--schedule"), ("model", "decoder", "--decoder"),
+    ("model", "bn_momentum", "--bn-momentum"), ("model", "dropout", "--dropout"),
+    ("augment", "scale_min", "--scale-min"), ("augment", "scale_max", "--scale-max"),
+    ("augment", "paste_classes", "--paste-classes"),
+    ("augment", "paste_probability", "--paste-prob"), ("train", "seed", "--seed"),
+)
+
+
+def _train_defaults() -> dict:
+    """`fcnedge train`'s own defaults, read from its parser so the card cannot drift from it."""
+    from fcnedge.cli import build_parser
+
+    return vars(build_parser().parse_args(["train", "--data", "-", "--out", "-"]))
+
+
+def _flag_text(value) -> str:
+    return ",".join(value) if isinstance(value, (list, tuple)) else f"{value}"
+
+
+def _train_command(run: dict, defaults: dict | None = None) -> str:
+    """The command that trained `run`, from its run.json."""
+    defaults = defaults or _train_defaults()
     model, train = run["model"], run["train"]
     command = (f"fcnedge train --data {train['data']} --out {train['out']} --arch "
                f"{model['arch']} --backbone {model['backbone']} --alpha {model['alpha']} "
                f"--input-size {model['input_hw'][0]}x{model['input_hw'][1]} --epochs "
                f"{train['epochs']} --batch-size {train['batch_size']} --val-every "
                f"{train['val_every']} --class-weights {train['class_weights']}")
-    if train.get("class_weight_power", 1.0) != 1.0:
-        command += f" --class-weight-power {train['class_weight_power']}"
-    if train.get("loss", "ce") != "ce":
-        command += f" --loss {train['loss']}"
-    if train.get("learning_rate", DEFAULT_LR) != DEFAULT_LR:
-        command += f" --lr {train['learning_rate']}"
-    if train.get("warmup_epochs", DEFAULT_WARMUP) != DEFAULT_WARMUP:
-        command += f" --warmup-epochs {train['warmup_epochs']}"
+    sections = {"model": model, "train": train, "augment": train.get("augment", {})}
+    for section, key, flag in _OPTIONAL_TRAIN_FLAGS:
+        default = defaults[flag[2:].replace("-", "_")]
+        value = sections[section].get(key, default)
+        if _flag_text(value) != _flag_text(default):
+            command += f" {flag} {_flag_text(value)}"
+    if not sections["augment"].get("enabled", True):
+        command += " --no-augment"
     if train.get("init_weights"):
         command += f" --init-weights {train['init_weights']}"
     if train.get("threads"):
@@ -126,13 +152,17 @@ def model_card(run_dir: Path, converts: list[dict], bench: dict) -> str:
         schedule = (f"{sum(len(h) for _, h in stages)} epochs in {len(stages)} stages ("
                     + "; ".join(_stage_sentence(i, r, h) for i, (r, h) in enumerate(stages))
                     + ")")
+    defaults = _train_defaults()
+    pasted = train["augment"].get("paste_classes") or ()
+    pasting = (f" + copy-paste of {', '.join(pasted)} (chance "
+               f"{train['augment'].get('paste_probability')})" if pasted else "")
     lines = [
         f"# Bundled model: CamVid {model['arch'].upper()} on MobileNetV2-{model['alpha']}",
         "",
         f"Trained from scratch (no downloaded weights) on CamVid train ({train['data']}), "
         f"{model['input_hw'][0]}x{model['input_hw'][1]} input, {schedule}, batch "
         f"{train['batch_size']}, augmentation scale {train['augment']['scale_min']}-"
-        f"{train['augment']['scale_max']} + flip + photometric. Training took "
+        f"{train['augment']['scale_max']} + flip + photometric{pasting}. Training took "
         f"{train_s / 3600:.1f} h on 2-core x86-64 CPUs{threads}.",
         "",
         f"Files: `{name}/` (run.json, history.json, best.weights.h5: the float model"
@@ -164,7 +194,7 @@ def model_card(run_dir: Path, converts: list[dict], bench: dict) -> str:
             per_class[label] = rows[label]["per_class_iou"]
     lines += _per_class_table(per_class)
     lines += ["", "## Speed on this machine (from `fcnedge bench`)", "", bench["table"].strip(),
-              "", "## Commands", "", "```bash", *(_train_command(r) for r, _ in stages),
+              "", "## Commands", "", "```bash", *(_train_command(r, defaults) for r, _ in stages),
               *([_correct_prior_command(name, correction)] if correction else []),
               f"sh benchmarks/recipe.sh models/{name} ../shared/datasets/camvid out/published"
               "   # = make bench",

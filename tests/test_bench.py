@@ -212,6 +212,46 @@ def test_model_card_of_a_warm_started_run_tells_every_stage(benched, converted, 
     assert "lr 0.001 cosine, loss ce+lovasz" in text
 
 
+def test_model_card_train_command_parses_back_to_the_run_config():
+    import shlex
+
+    from fcnedge.benchmarks.model_card import _train_command
+    from fcnedge.cli import build_parser
+    from fcnedge.train.models import ModelConfig
+    from fcnedge.train.pipeline import AugmentConfig
+    from fcnedge.train.trainer import TrainConfig
+
+    # Every flag the card may add, away from its default: the printed command, parsed by
+    # `fcnedge train`'s own parser, must give back what the run stored.
+    model = ModelConfig(arch="fcn2s", input_hw=(96, 128), alpha=0.5, decoder="transpose",
+                        bn_momentum=0.99, dropout=0.2)
+    config = TrainConfig(
+        data="data", out="runs/x", model=model, epochs=3, batch_size=2, optimizer="sgd",
+        learning_rate=0.01, weight_decay=5e-4, schedule="poly", warmup_epochs=0.5,
+        class_weight_power=0.5, loss="ce+lovasz", seed=7, init_weights="runs/prev",
+        augment=AugmentConfig(scale_min=0.5, scale_max=2.0, paste_classes=("Pole", "Bicyclist"),
+                              paste_probability=0.25))
+    run = {"model": model.to_dict(), "train": json.loads(json.dumps(config.to_dict()))}
+    args = build_parser().parse_args(shlex.split(_train_command(run))[1:])
+    assert (args.arch, args.alpha, args.input_size, args.decoder) == ("fcn2s", 0.5, "96x128",
+                                                                      "transpose")
+    assert (args.bn_momentum, args.dropout, args.optimizer, args.lr) == (0.99, 0.2, "sgd", 0.01)
+    assert (args.weight_decay, args.schedule, args.warmup_epochs) == (5e-4, "poly", 0.5)
+    assert (args.class_weight_power, args.loss, args.seed) == (0.5, "ce+lovasz", 7)
+    assert (args.scale_min, args.scale_max) == (0.5, 2.0)
+    assert (args.paste_classes, args.paste_prob) == ("Pole,Bicyclist", 0.25)
+    assert args.init_weights == "runs/prev" and not args.no_augment
+    # A run at the defaults prints none of the optional flags.
+    plain = TrainConfig(data="data", out="runs/y", model=ModelConfig(input_hw=(96, 128)))
+    command = _train_command({"model": plain.model.to_dict(), "train": plain.to_dict()})
+    for flag in ("--lr", "--paste", "--scale", "--seed", "--decoder", "--optimizer", "--loss"):
+        assert flag not in command, command
+    unaugmented = plain.to_dict()
+    unaugmented["augment"]["enabled"] = False
+    assert _train_command({"model": plain.model.to_dict(), "train": unaugmented}).endswith(
+        "--no-augment --quiet")
+
+
 def test_rows_of_several_input_sizes_are_labelled_with_their_size(converted, synth_data,
                                                                   tmp_path):
     _, result = converted
