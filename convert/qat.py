@@ -459,7 +459,8 @@ def fine_tune(model, train_arrays, val_arrays, class_weights, labels, augment,
              scorer.history[0]["val_miou"])
     # One fit over an endless dataset: one input iterator for all epochs (see train_dataset).
     dataset = train_dataset(train_arrays.images, train_arrays.masks, config.batch_size, augment,
-                            labels.void_id, seed=config.seed)
+                            labels.void_id, seed=config.seed,
+                            paste_ids=augment.paste_ids(labels.class_names))
     qat_model.fit(dataset, epochs=config.epochs, steps_per_epoch=steps, verbose=0,
                   callbacks=[scorer])
     history, best_epoch = scorer.history, scorer.best_epoch

@@ -80,7 +80,7 @@ def test_qat_graph_exports_as_pure_integer(decoder):
     assert expected in graph.ops
 
 
-def test_fine_tune_changes_weights_keeps_bn_frozen_and_stays_quantized(synth_data):
+def test_fine_tune_changes_weights_keeps_bn_frozen_and_stays_quantized(synth_data, monkeypatch):
     from fcnedge.convert.qat import QatConfig, fine_tune, is_fake_quantized
     from fcnedge.train.data import find_pairs, load_split
 
@@ -94,9 +94,22 @@ def test_fine_tune_changes_weights_keeps_bn_frozen_and_stays_quantized(synth_dat
     # activations (moving statistics at their initial values) and no gradient to learn from.
     model.compile("adam", masked_weighted_crossentropy(None, CAMVID.num_classes))
     model.fit(train.images.astype(np.float32), train.masks, batch_size=4, epochs=3, verbose=0)
-    qat, history = fine_tune(model, train, val, None, CAMVID, AugmentConfig(),
+    # The run's augmentation, copy-paste included, is what QAT fine-tunes with.
+    import fcnedge.train.pipeline as pipeline
+
+    pasted_with = []
+    real_train_dataset = pipeline.train_dataset
+
+    def recording_train_dataset(*args, **kwargs):
+        pasted_with.append(kwargs.get("paste_ids"))
+        return real_train_dataset(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "train_dataset", recording_train_dataset)
+    qat, history = fine_tune(model, train, val, None, CAMVID,
+                             AugmentConfig(paste_classes=("Pole", "Pedestrian")),
                              QatConfig(epochs=1, learning_rate=1e-2, batch_size=4,
                                        keep_best=False))
+    assert pasted_with == [(2, 9)]
     assert is_fake_quantized(qat)
     assert [entry["epoch"] for entry in history] == [0, 1]
     # keep_best=False returns the last epoch, whatever the scores: the history says so.
