@@ -56,6 +56,7 @@ _OPTIONAL_TRAIN_FLAGS = (
     ("augment", "scale_min", "--scale-min"), ("augment", "scale_max", "--scale-max"),
     ("augment", "paste_classes", "--paste-classes"),
     ("augment", "paste_probability", "--paste-prob"), ("train", "seed", "--seed"),
+    ("train", "save_every", "--save-every"),
 )
 
 

@@ -229,6 +229,7 @@ def test_model_card_train_command_parses_back_to_the_run_config():
         data="data", out="runs/x", model=model, epochs=3, batch_size=2, optimizer="sgd",
         learning_rate=0.01, weight_decay=5e-4, schedule="poly", warmup_epochs=0.5,
         class_weight_power=0.5, loss="ce+lovasz", seed=7, init_weights="runs/prev",
+        save_every=3,
         augment=AugmentConfig(scale_min=0.5, scale_max=2.0, paste_classes=("Pole", "Bicyclist"),
                               paste_probability=0.25))
     run = {"model": model.to_dict(), "train": json.loads(json.dumps(config.to_dict()))}
@@ -240,11 +241,12 @@ def test_model_card_train_command_parses_back_to_the_run_config():
     assert (args.class_weight_power, args.loss, args.seed) == (0.5, "ce+lovasz", 7)
     assert (args.scale_min, args.scale_max) == (0.5, 2.0)
     assert (args.paste_classes, args.paste_prob) == ("Pole,Bicyclist", 0.25)
-    assert args.init_weights == "runs/prev" and not args.no_augment
+    assert args.init_weights == "runs/prev" and not args.no_augment and args.save_every == 3
     # A run at the defaults prints none of the optional flags.
     plain = TrainConfig(data="data", out="runs/y", model=ModelConfig(input_hw=(96, 128)))
     command = _train_command({"model": plain.model.to_dict(), "train": plain.to_dict()})
-    for flag in ("--lr", "--paste", "--scale", "--seed", "--decoder", "--optimizer", "--loss"):
+    for flag in ("--lr", "--paste", "--scale", "--seed", "--decoder", "--optimizer", "--loss",
+                 "--save-every"):
         assert flag not in command, command
     unaugmented = plain.to_dict()
     unaugmented["augment"]["enabled"] = False

@@ -49,7 +49,7 @@ def break_label(root):
 
 @pytest.mark.parametrize("case", ["missing-data", "bad-size", "bad-label", "empty-split",
                                   "orphan-image", "bad-weight-power", "power-without-weights",
-                                  "bad-paste-class", "bad-paste-prob"])
+                                  "bad-paste-class", "bad-paste-prob", "bad-save-every"])
 def test_train_bad_input_is_exit_2_with_one_line(case, broken_data, tmp_path, capsys):
     data, size, expect = broken_data, "64x96", None
     if case == "missing-data":
@@ -78,6 +78,8 @@ def test_train_bad_input_is_exit_2_with_one_line(case, broken_data, tmp_path, ca
         expect = "--paste-classes: unknown class Cyclist; expected names from Sky, Building"
     elif case == "bad-paste-prob":
         extra, expect = ["--paste-classes", "Pole", "--paste-prob", "-0.1"], "--paste-prob: got -0.1"
+    elif case == "bad-save-every":
+        extra, expect = ["--save-every", "-2"], "--save-every: got -2"
     code, _, err = run_cli(capsys, "train", "--data", str(data), "--out", str(tmp_path / "run"),
                            "--input-size", size, "--epochs", "1", "--quiet", *extra)
     assert code == 2, err

@@ -25,7 +25,7 @@ def small_config(data, out, **overrides) -> TrainConfig:
 @pytest.fixture(scope="module")
 def trained_run(synth_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "synth"
-    result = train(small_config(synth_data, out, epochs=14), verbose=0)
+    result = train(small_config(synth_data, out, epochs=14, save_every=5), verbose=0)
     return result
 
 
@@ -69,6 +69,24 @@ def test_best_weights_reproduce_the_best_val_score(trained_run, synth_data):
     arrays = load_split(find_pairs(synth_data, "val"), config.input_hw, CAMVID)
     scores = evaluate_predictor(keras_predictor(model), arrays.images, arrays.full_masks, labels)
     assert 100 * scores.mean_iou == pytest.approx(trained_run.best_miou, abs=0.01)
+
+
+def test_epoch_snapshots_hold_the_weights_of_their_epoch(trained_run, synth_data):
+    from fcnedge.runtime.labels import CAMVID
+    from fcnedge.train.data import find_pairs, load_split
+    from fcnedge.train.evaluate import evaluate_predictor, keras_predictor
+
+    snapshots = trained_run.run_dir / "epochs"
+    assert sorted(path.name for path in snapshots.iterdir()) == [
+        "epoch_005.weights.h5", "epoch_010.weights.h5"]
+    model, config, _, info = load_trained_model(snapshots / "epoch_010.weights.h5")
+    assert info["weights"].endswith("epoch_010.weights.h5")
+    arrays = load_split(find_pairs(synth_data, "val"), config.input_hw, CAMVID)
+    scores = evaluate_predictor(keras_predictor(model), arrays.images, arrays.full_masks, CAMVID)
+    # Epoch 10's own val score, as training recorded it (the scores of epochs 5 and 14 differ).
+    assert 100 * scores.mean_iou == pytest.approx(trained_run.history[9]["val_miou"], abs=0.01)
+    with pytest.raises(InputError, match="--save-every"):
+        small_config(synth_data, "unused", save_every=-1)
 
 
 class _StopAfter(keras.callbacks.Callback):

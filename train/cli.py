@@ -128,6 +128,9 @@ def add_parsers(subparsers) -> None:
     train.add_argument("--no-augment", action="store_true", help="train on unaugmented images")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--val-every", type=int, default=1, help="score val every N epochs")
+    train.add_argument("--save-every", type=int, default=0, metavar="N",
+                       help="also keep the weights of every Nth epoch in OUT/epochs/ "
+                            "(0: only best and last)")
     train.add_argument("--limit-train", type=int, default=None, help="use the first N images")
     train.add_argument("--limit-val", type=int, default=None, help="use the first N images")
     train.add_argument("--threads", type=int, default=None,
@@ -255,7 +258,8 @@ def run_train(args) -> dict:
                               paste_classes=tuple(name.strip() for name in
                                                   args.paste_classes.split(",") if name.strip()),
                               paste_probability=args.paste_prob),
-        seed=args.seed, val_every=args.val_every, limit_train=args.limit_train,
+        seed=args.seed, val_every=args.val_every, save_every=args.save_every,
+        limit_train=args.limit_train,
         limit_val=args.limit_val, threads=args.threads)
     result = train(config, resume=args.resume, overwrite=args.overwrite,
                    verbose=2 if args.quiet else 1)

@@ -6,6 +6,8 @@ A run directory holds everything needed to resume or reuse a run:
   ckpt/               TensorFlow checkpoints (model, optimizer, epoch) for --resume
   best.weights.h5     weights of the epoch with the best val mIoU (no optimizer state)
   last.weights.h5     weights of the last finished epoch (no optimizer state)
+  epochs/             epoch_NNN.weights.h5 every --save-every N epochs (none by default), to
+                      score or compare epochs after the run (`fcnedge eval --model` takes one)
   logs/               TensorBoard event files
   init/               run.json and history.json (and its own init/) of the run whose weights
                       --init-weights started this one from, so a warm-started run keeps its
@@ -48,6 +50,11 @@ CLASS_WEIGHTINGS = ("none", "median-freq")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 RUN_FILE, HISTORY_FILE = "run.json", "history.json"
 BEST_WEIGHTS, LAST_WEIGHTS = "best.weights.h5", "last.weights.h5"
+EPOCHS_DIR = "epochs"
+
+
+def epoch_weights_name(epoch: int) -> str:
+    return f"epoch_{epoch:03d}.weights.h5"
 INIT_FOLDER = "init"
 
 
@@ -74,6 +81,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
     val_every: int = 1
+    save_every: int = 0
     train_split: str = "train"
     val_split: str = "val"
     limit_train: int | None = None
@@ -92,6 +100,9 @@ class TrainConfig:
                             (self.val_every, "--val-every")):
             if value < 1:
                 raise InputError(f"{flag}: got {value}, expected a positive integer")
+        if self.save_every < 0:
+            raise InputError(f"--save-every: got {self.save_every}, expected 0 (off) or a "
+                             "positive number of epochs")
         if not self.learning_rate > 0:
             raise InputError(f"--lr: got {self.learning_rate}, expected a positive number")
         if not 0 < self.class_weight_power <= 1:
@@ -500,6 +511,9 @@ class _EpochRecorder(keras.callbacks.Callback):
         # collectives, and a worker that skipped one would leave the others waiting.
         write_json_atomic(self.run_dir / HISTORY_FILE, self.history)
         save_model_weights(self.model, self.run_dir / LAST_WEIGHTS)
+        if self.config.save_every and number % self.config.save_every == 0:
+            (self.run_dir / EPOCHS_DIR).mkdir(exist_ok=True)
+            save_model_weights(self.model, self.run_dir / EPOCHS_DIR / epoch_weights_name(number))
         miou = entry.get("val_miou")
         if miou is not None and miou > self.best:
             self.best = miou
@@ -533,7 +547,8 @@ def save_model_weights(model, path: Path) -> None:
 
 def load_trained_model(path: str | os.PathLike, input_hw: tuple[int, int] | None = None,
                        prior_correction: bool = True):
-    """Loads a trained Keras FCN from a run dir (best weights first) or a weights file in one.
+    """Loads a trained Keras FCN from a run dir (best weights first) or a weights file in one
+    (or in its epochs/ folder).
 
     Args:
       prior_correction: apply the run's prior correction (`fcnedge correct-prior`,
@@ -553,6 +568,8 @@ def load_trained_model(path: str | os.PathLike, input_hw: tuple[int, int] | None
             raise InputError(f"--model {path}: run folder has no {BEST_WEIGHTS} or {LAST_WEIGHTS}")
     elif path.is_file() and path.suffix == ".h5":
         run_dir, weights = path.parent, path
+        if run_dir.name == EPOCHS_DIR and not (run_dir / RUN_FILE).is_file():
+            run_dir = run_dir.parent    # an epoch snapshot from --save-every
     else:
         raise InputError(f"--model {path}: expected a run folder or a .h5 weights file in one")
     info = read_json(run_dir / RUN_FILE, "run file (run.json beside the weights)")
