@@ -51,11 +51,11 @@ STRATEGIES = ("default", "mirrored", "multi-worker")
 RUN_FILE, HISTORY_FILE = "run.json", "history.json"
 BEST_WEIGHTS, LAST_WEIGHTS = "best.weights.h5", "last.weights.h5"
 EPOCHS_DIR = "epochs"
+INIT_FOLDER = "init"
 
 
 def epoch_weights_name(epoch: int) -> str:
     return f"epoch_{epoch:03d}.weights.h5"
-INIT_FOLDER = "init"
 
 
 @dataclass(frozen=True)
