@@ -19,7 +19,7 @@ $(VENV)/.installed: setup.py
 install: $(VENV)/.installed
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q --durations=25 tests
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder --durations=25 tests
 
 # The main job: the bundled int8 CamVid model streams a clip (CamVid val frames when
 # FCNEDGE_DATA or DATA points at CamVid, else a synthetic street), writes the overlay mp4 and a

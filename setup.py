@@ -29,7 +29,7 @@ TRAIN_REQUIRES = [
     "h5py>=3.10",  # already a TensorFlow dependency; the trainer slims weights files with it
     "matplotlib>=3.8",
 ]
-DEV_REQUIRES = ["pytest>=8"]
+DEV_REQUIRES = ["pytest>=8", "pytest-xdist>=3"]
 
 setup(
     name="fcnedge",

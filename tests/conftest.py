@@ -1,6 +1,8 @@
 """Shared fixtures: a small synthetic dataset, and the real CamVid folder when present."""
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import sys
 from pathlib import Path
@@ -20,22 +22,59 @@ def synth_data(tmp_path_factory) -> Path:
     return write_synth_dataset(tmp_path_factory.mktemp("synth"), 64, 16, (96, 128), seed=1)
 
 
+# `make test` runs the files on two pytest-xdist workers, one file at a time each, in this
+# order: the longest first (measured on the 2-core CI VM), so the two finish together instead of
+# one worker running the last long file alone. The first builds `converted` while the second
+# trains, which needs no conversion.
+LONGEST_FIRST = ("test_bench.py", "test_training.py", "test_qat.py", "test_faults.py",
+                 "test_prior.py", "test_demo.py", "test_distributed.py", "test_models.py",
+                 "test_convert.py", "test_cli.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+def built_once(tmp_path_factory, name: str, build):
+    """`build()` (JSON-able) made by one pytest-xdist worker and read back by the others.
+
+    Session fixtures are per process: under `pytest -n N` each worker would train and convert
+    its own copy of the same thing at the same time, on the same cores. The first worker to
+    take the lock builds into its own temp folder (kept until the session ends); the others
+    wait for it and read its result.
+    """
+    shared = tmp_path_factory.getbasetemp().parent
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build()
+    record = shared / f"{name}.json"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not record.is_file():
+            record.write_text(json.dumps(build()))
+        return json.loads(record.read_text())
+
+
 @pytest.fixture(scope="session")
 def converted(synth_data, tmp_path_factory):
     """A briefly trained run (96x128), converted to every format with verification."""
-    from fcnedge.convert.export import Format
-    from fcnedge.convert.pipeline import ConvertOptions, convert
-    from fcnedge.train.models import ModelConfig
-    from fcnedge.train.trainer import TrainConfig, train
+    def build():
+        from fcnedge.convert.export import Format
+        from fcnedge.convert.pipeline import ConvertOptions, convert
+        from fcnedge.train.models import ModelConfig
+        from fcnedge.train.trainer import TrainConfig, train
 
-    root = tmp_path_factory.mktemp("convert")
-    run = train(TrainConfig(data=str(synth_data), out=str(root / "run"),
-                            model=ModelConfig(input_hw=(96, 128)), epochs=6,
-                            learning_rate=3e-3), verbose=0).run_dir
-    result = convert(ConvertOptions(model=str(run), data=str(synth_data), out=str(root / "out"),
-                                    formats=tuple(Format), calib_samples=16, qat_epochs=1,
-                                    qat_lr=1e-4))
-    return run, result
+        root = tmp_path_factory.mktemp("convert")
+        run = train(TrainConfig(data=str(synth_data), out=str(root / "run"),
+                                model=ModelConfig(input_hw=(96, 128)), epochs=6,
+                                learning_rate=3e-3), verbose=0).run_dir
+        result = convert(ConvertOptions(model=str(run), data=str(synth_data),
+                                        out=str(root / "out"), formats=tuple(Format),
+                                        calib_samples=16, qat_epochs=1, qat_lr=1e-4))
+        return str(run), result
+
+    run, result = built_once(tmp_path_factory, "converted", build)
+    return Path(run), result
 
 
 @pytest.fixture(scope="session")
@@ -50,9 +89,13 @@ def tflite_models(tmp_path_factory) -> dict:
     """A float32, an int8 and a uint8-I/O .tflite of a small random FCN-8s (64x96 input)."""
     from tflite_models import make_tflite
 
-    folder = tmp_path_factory.mktemp("tflite")
-    return {kind: make_tflite(folder / f"fcn8s_{kind}.tflite", kind)
-            for kind in ("float32", "int8", "uint8")}
+    def build():
+        folder = tmp_path_factory.mktemp("tflite")
+        return {kind: str(make_tflite(folder / f"fcn8s_{kind}.tflite", kind))
+                for kind in ("float32", "int8", "uint8")}
+
+    return {kind: Path(path) for kind, path in
+            built_once(tmp_path_factory, "tflite_models", build).items()}
 
 
 @pytest.fixture(scope="session")
