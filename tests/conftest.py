@@ -1,7 +1,6 @@
 """Shared fixtures: a small synthetic dataset, and the real CamVid folder when present."""
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sys
@@ -44,9 +43,11 @@ def built_once(tmp_path_factory, name: str, build):
     take the lock builds into its own temp folder (kept until the session ends); the others
     wait for it and read its result.
     """
-    shared = tmp_path_factory.getbasetemp().parent
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return build()
+    import fcntl  # POSIX only: a run without workers (any OS) never gets here
+
+    shared = tmp_path_factory.getbasetemp().parent    # the session's folder, above each worker's
     record = shared / f"{name}.json"
     with open(shared / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
