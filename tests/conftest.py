@@ -21,10 +21,10 @@ def synth_data(tmp_path_factory) -> Path:
     return write_synth_dataset(tmp_path_factory.mktemp("synth"), 64, 16, (96, 128), seed=1)
 
 
-# `make test` runs the files on two pytest-xdist workers, one file at a time each, in this
-# order: the longest first (measured on the 2-core CI VM), so the two finish together instead of
-# one worker running the last long file alone. The first builds `converted` while the second
-# trains, which needs no conversion.
+# `make test` runs the files on pytest-xdist workers (two on the 2-core CI VM, at most four),
+# one file at a time each, longest first (as measured there), so the workers finish together
+# instead of one running the last long file alone. The first builds `converted` while the
+# second trains, which needs no conversion.
 LONGEST_FIRST = ("test_bench.py", "test_training.py", "test_qat.py", "test_faults.py",
                  "test_prior.py", "test_demo.py", "test_distributed.py", "test_models.py",
                  "test_convert.py", "test_cli.py")
