@@ -56,7 +56,9 @@ def test_sigkill_mid_training_then_resume_has_no_gap_and_the_right_lr(synth_data
     killed_at = len(json.loads(history_path.read_text()))
     assert killed_at < 6
 
-    assert main([*args, "--resume"]) == 0
+    # Without --epochs, as a user resumes: the run's own 6, not the CLI's default of 40.
+    epochs_at = args.index("--epochs")
+    assert main([*args[:epochs_at], *args[epochs_at + 2:], "--resume"]) == 0
     history = json.loads(history_path.read_text())
     assert [entry["epoch"] for entry in history] == [1, 2, 3, 4, 5, 6]
     config = TrainConfig.from_dict(json.loads((run / "run.json").read_text())["train"])

@@ -89,7 +89,9 @@ def add_parsers(subparsers) -> None:
                        help="BatchNorm momentum of MobileNetV2 (Keras' 0.999 breaks short "
                        "from-scratch runs)")
     train.add_argument("--dropout", type=float, default=0.1)
-    train.add_argument("--epochs", type=int, default=40)
+    train.add_argument("--epochs", type=int, default=None,
+                       help="default 40; with --resume, the run's own count "
+                            "(pass it to extend the run: the schedule stretches to match)")
     train.add_argument("--batch-size", type=int, default=8, help="per replica")
     train.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
     train.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
@@ -235,8 +237,12 @@ def run_train(args) -> dict:
         return {"run_dir": args.out, "workers": args.local_workers}
     from fcnedge.train.models import ModelConfig, default_fc_units
     from fcnedge.train.pipeline import AugmentConfig
-    from fcnedge.train.trainer import TrainConfig, train
+    from fcnedge.train.trainer import TrainConfig, resumed_epochs, train
 
+    # A resume without --epochs must not fall back to the default count: that would silently
+    # re-plan an 8-epoch run's cosine schedule over 40.
+    epochs = args.epochs if args.epochs is not None else (
+        resumed_epochs(args.out) if args.resume else TrainConfig.epochs)
     input_hw = parse_size(args.input_size or DEFAULT_INPUT_SIZE[args.backbone])
     model = ModelConfig(arch=args.arch, backbone=args.backbone, input_hw=input_hw,
                         alpha=args.alpha, decoder=args.decoder,
@@ -246,7 +252,7 @@ def run_train(args) -> dict:
         raise InputError(f"--scale-min/--scale-max: got {args.scale_min}..{args.scale_max}, "
                          "expected 0 < min <= max")
     config = TrainConfig(
-        data=args.data, out=args.out, model=model, epochs=args.epochs,
+        data=args.data, out=args.out, model=model, epochs=epochs,
         batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.lr,
         weight_decay=args.weight_decay, schedule=args.schedule,
         warmup_epochs=args.warmup_epochs, class_weights=args.class_weights,

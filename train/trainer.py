@@ -201,13 +201,22 @@ def make_optimizer(config: TrainConfig, schedule: WarmupDecay):
                                 weight_decay=config.weight_decay or None)
 
 
+def _read_run_to_resume(run_dir: Path) -> dict:
+    run_file = Path(run_dir) / RUN_FILE
+    if not run_file.is_file():
+        raise InputError(f"--resume: {run_file} not found; nothing to resume in --out {run_dir}")
+    return read_json(run_file, "run file")
+
+
+def resumed_epochs(run_dir: str | Path) -> int:
+    """The epoch count a run was started with, which a resume keeps unless told otherwise."""
+    return TrainConfig.from_dict(_read_run_to_resume(Path(run_dir))["train"]).epochs
+
+
 def _prepare_run_dir(config: TrainConfig, resume: bool, overwrite: bool) -> tuple[TrainConfig, dict]:
     run_dir = Path(config.out)
-    run_file = run_dir / RUN_FILE
     if resume:
-        if not run_file.is_file():
-            raise InputError(f"--resume: {run_file} not found; nothing to resume in --out {run_dir}")
-        stored = read_json(run_file, "run file")
+        stored = _read_run_to_resume(run_dir)
         stored_config = TrainConfig.from_dict(stored["train"])
         # The stored graph wins; a resumed run may point at moved data or run more epochs.
         config = replace(stored_config, data=config.data, out=config.out, epochs=config.epochs,
