@@ -1,7 +1,7 @@
 """The `fcnedge` command: one subcommand per job, each a thin layer over the library.
 
-Exit codes (the contract in docs/cli.md): 0 success, 2 bad arguments or input (one line naming
-the file or flag), 1 any other failure (one line; the traceback with --verbose).
+Exit codes (the contract in ../shared/docs/cli.md): 0 success, 2 bad arguments or input (one
+line naming the file or flag), 1 any other failure (one line; the traceback with --verbose).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The command line: exit codes and one-line messages (the contract in docs/cli.md)."""
+"""The command line: exit codes and one-line messages (the contract in ../shared/docs/cli.md)."""
 import json
 import subprocess
 import sys
@@ -142,3 +142,12 @@ def test_console_script_is_installed():
                                text=True, check=True)
     for command in ("data", "train", "eval"):
         assert command in completed.stdout
+
+
+def test_resume_names_the_flags_it_does_not_apply():
+    from fcnedge.train.cli import flags_ignored_on_resume
+
+    argv = ["--verbose", "train", "--data", "d", "--out", "r", "--resume", "--lr", "0.1",
+            "--batch-size=4", "--epochs", "9", "--threads", "1", "--json", "r.json"]
+    assert flags_ignored_on_resume(argv) == ["--batch-size", "--lr"]
+    assert flags_ignored_on_resume(["train", "--data", "d", "--out", "r", "--resume"]) == []

@@ -222,6 +222,16 @@ def _without_flag(argv: list[str], flag: str) -> list[str]:
     return kept
 
 
+# What a resumed run still takes from the command line; every other setting is its run.json's.
+RESUME_OVERRIDES = frozenset({"--data", "--out", "--epochs", "--threads", "--resume", "--quiet",
+                              "--strategy", "--local-workers", "--verbose", "--json"})
+
+
+def flags_ignored_on_resume(argv: list[str]) -> list[str]:
+    given = {item.split("=", 1)[0] for item in argv if item.startswith("--")}
+    return sorted(given - RESUME_OVERRIDES)
+
+
 def run_train(args) -> dict:
     if args.local_workers is not None:
         from fcnedge.train.distributed import launch_local_workers
@@ -241,6 +251,11 @@ def run_train(args) -> dict:
 
     # A resume without --epochs must not fall back to the default count: that would silently
     # re-plan an 8-epoch run's cosine schedule over 40.
+    ignored = flags_ignored_on_resume(getattr(args, "argv", [])) if args.resume else []
+    if ignored:
+        log.warning("--resume continues %s with the settings in its run.json; ignoring %s "
+                    "(a new run with --init-weights %s can change them)", args.out,
+                    ", ".join(ignored), args.out)
     epochs = args.epochs if args.epochs is not None else (
         resumed_epochs(args.out) if args.resume else TrainConfig.epochs)
     input_hw = parse_size(args.input_size or DEFAULT_INPUT_SIZE[args.backbone])
