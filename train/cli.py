@@ -249,13 +249,13 @@ def run_train(args) -> dict:
     from fcnedge.train.pipeline import AugmentConfig
     from fcnedge.train.trainer import TrainConfig, resumed_epochs, train
 
-    # A resume without --epochs must not fall back to the default count: that would silently
-    # re-plan an 8-epoch run's cosine schedule over 40.
     ignored = flags_ignored_on_resume(getattr(args, "argv", [])) if args.resume else []
     if ignored:
         log.warning("--resume continues %s with the settings in its run.json; ignoring %s "
                     "(a new run with --init-weights %s can change them)", args.out,
                     ", ".join(ignored), args.out)
+    # A resume without --epochs must not fall back to the default count: that would silently
+    # re-plan an 8-epoch run's cosine schedule over 40.
     epochs = args.epochs if args.epochs is not None else (
         resumed_epochs(args.out) if args.resume else TrainConfig.epochs)
     input_hw = parse_size(args.input_size or DEFAULT_INPUT_SIZE[args.backbone])
