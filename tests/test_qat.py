@@ -138,18 +138,30 @@ def test_calibrated_qat_model_agrees_with_float_before_fine_tuning(converted, sy
 
     run, _ = converted
     model, config, labels, _ = load_trained_model(run)
-    images = load_split(find_pairs(synth_data, "val"), config.input_hw, labels).images
+    images = load_split(find_pairs(synth_data, "val"), config.input_hw,
+                        labels).images.astype(np.float32)
     qat = quantize_for_training(model)
-    float_labels = model(images.astype(np.float32), training=False).numpy().argmax(-1)
+    float_logits = model(images, training=False).numpy()
 
-    def agreement():
-        return (qat(images.astype(np.float32), training=False).numpy().argmax(-1)
-                == float_labels).mean()
+    def logits():
+        return qat(images, training=False).numpy()
 
-    # tfmot starts every range at [-6, 6]: a 1/127.5 normalisation weight quantizes to zero.
-    uncalibrated = agreement()
+    def relative_error(quantized):
+        return (np.linalg.norm(quantized - float_logits)
+                / np.linalg.norm(float_logits - float_logits.mean()))
+
+    # tfmot starts every range at [-6, 6]: a 1/127.5 normalisation weight quantizes to zero,
+    # so the output no longer depends on the image. Pixel agreement with the float labels
+    # cannot show that: on synthetic scenes a fixed layout (sky above, road below) matched
+    # 39-92% of pixels over five trainings.
+    uncalibrated = logits()
+    np.testing.assert_array_equal(uncalibrated, np.broadcast_to(uncalibrated[:1],
+                                                                uncalibrated.shape))
     assert calibrate_ranges(qat, model, images) > 10
-    assert agreement() > 0.9 > uncalibrated
+    calibrated = logits()
+    # Measured over four trainings: 0.013-0.014 calibrated, 0.16-0.32 before.
+    assert relative_error(calibrated) < 0.05 < relative_error(uncalibrated)
+    assert (calibrated.argmax(-1) == float_logits.argmax(-1)).mean() > 0.9
 
 
 def _weight_scale_counts(data: bytes) -> dict:
