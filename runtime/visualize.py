@@ -65,3 +65,35 @@ def contact_sheet(images: list[np.ndarray], columns: int = 2, width: int = 480) 
         row += [np.zeros((tile_h, width, 3), np.uint8)] * (columns - len(row))
         rows.append(np.hstack(row))
     return np.vstack(rows)
+
+
+# Green, red and blue read apart for most colour-blind viewers too (no red/green pair alone).
+FOUND_BGR, MISSED_BGR, FALSE_ALARM_BGR = (0, 200, 0), (0, 0, 255), (255, 128, 0)
+
+
+def class_errors(frame_bgr: np.ndarray, truth: np.ndarray, prediction: np.ndarray,
+                 class_id: int, void_id: int | None = None) -> np.ndarray:
+    """A copy of the frame with one class's pixels painted: found (green), missed (red), false
+    alarms (blue). Void pixels are never false alarms, as in the metrics."""
+    if not frame_bgr.shape[:2] == truth.shape == prediction.shape:
+        raise ValueError(f"frame {frame_bgr.shape[:2]}, truth {truth.shape} and prediction "
+                         f"{prediction.shape} must have the same height and width")
+    true, called = truth == class_id, prediction == class_id
+    if void_id is not None:
+        called &= truth != void_id
+    painted = frame_bgr.copy()
+    painted[true & called] = FOUND_BGR
+    painted[true & ~called] = MISSED_BGR
+    painted[called & ~true] = FALSE_ALARM_BGR
+    return painted
+
+
+def error_key(class_name: str, width: int) -> np.ndarray:
+    """A white band that says what the colours of `class_errors` mean."""
+    band = np.full((26, width, 3), 255, np.uint8)
+    x = 6
+    for text, colour in ((f"{class_name}:", (0, 0, 0)), ("found", FOUND_BGR),
+                         ("missed", MISSED_BGR), ("false alarm", FALSE_ALARM_BGR)):
+        cv2.putText(band, text, (x, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+        x += cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)[0][0] + 12
+    return band

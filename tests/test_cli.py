@@ -98,10 +98,14 @@ def test_train_then_eval_writes_scores_and_confusion_png(broken_data, tmp_path, 
                            "--input-size", "64x96", "--epochs", "1", "--quiet")
     assert code == 0, err
     code, out, err = run_cli(capsys, "eval", "--model", str(run), "--data", str(broken_data),
-                             "--json", str(tmp_path / "eval.json"))
+                             "--json", str(tmp_path / "eval.json"), "--error-class", "road",
+                             "--error-images", "1")
     assert code == 0, err
     assert "| **mIoU** |" in out and "| Pedestrian |" in out
     result = json.loads((tmp_path / "eval.json").read_text())
+    # One 64x96 tile under the colour key; a one-epoch model misses some road on any image.
+    assert result["error_sheet"] == str(run / "eval-val" / "errors-Road.png")
+    assert cv2.imread(result["error_sheet"]).shape == (26 + 64, 96, 3)
     assert set(result["per_class_iou"]) == {"Sky", "Building", "Pole", "Road", "Pavement", "Tree",
                                             "SignSymbol", "Fence", "Car", "Pedestrian",
                                             "Bicyclist"}
@@ -127,6 +131,12 @@ def test_train_then_eval_writes_scores_and_confusion_png(broken_data, tmp_path, 
     code, _, err = run_cli(capsys, "eval", "--model", str(run), "--data", str(broken_data),
                            "--input-size", "70x96")
     assert code == 2 and "--input-size: got 70x96" in err and err.count("\n") == 1
+    code, _, err = run_cli(capsys, "eval", "--model", str(run), "--data", str(broken_data),
+                           "--error-class", "Lamppost")
+    assert code == 2 and "--error-class: got 'Lamppost', expected one of Sky, " in err
+    code, _, err = run_cli(capsys, "eval", "--model", str(run), "--data", str(broken_data),
+                           "--error-class", "Pole", "--error-images", "0")
+    assert code == 2 and "--error-images: got 0" in err and err.count("\n") == 1
     tflite = tmp_path / "fixed.tflite"
     tflite.write_bytes(b"")
     code, _, err = run_cli(capsys, "eval", "--model", str(tflite), "--data", str(broken_data),

@@ -156,6 +156,11 @@ def add_parsers(subparsers) -> None:
                           "than it was trained at, to pick the size to export (default: its own)")
     evaluate.add_argument("--out", default=None, help="folder for confusion.png and scores "
                           "(default: eval-SPLIT beside the model)")
+    evaluate.add_argument("--error-class", default=None, metavar="NAME",
+                          help="also draw errors-NAME.png: the images with the most errors of "
+                          "this class, its pixels painted found / missed / false alarm")
+    evaluate.add_argument("--error-images", type=int, default=6,
+                          help="how many images errors-NAME.png shows")
     evaluate.add_argument("--uncorrected", action="store_true",
                           help="score the weights as trained, without the run's prior "
                           "correction (prior_correction.json from `fcnedge correct-prior`)")
@@ -292,14 +297,17 @@ def run_train(args) -> dict:
 
 def run_eval(args) -> dict:
     from fcnedge.train.data import find_pairs, load_split
-    from fcnedge.train.evaluate import (evaluate_predictor, format_scores_table,
-                                        keras_predictor, plot_confusion, tflite_predictor)
+    from fcnedge.train.evaluate import (WorstImages, evaluate_predictor, format_scores_table,
+                                        keras_predictor, plot_confusion, tflite_predictor,
+                                        write_class_error_sheet)
     from fcnedge.runtime.fileio import write_json_atomic, write_text_atomic
     from fcnedge.train.models import ModelConfig
     from fcnedge.train.trainer import load_trained_model
 
     if args.batch_size < 1:
         raise InputError(f"--batch-size: got {args.batch_size}, expected a positive integer")
+    if args.error_images < 1:
+        raise InputError(f"--error-images: got {args.error_images}, expected a positive integer")
     model_path = Path(args.model)
     if not model_path.exists():
         raise InputError(f"--model {model_path}: not found")
@@ -326,10 +334,19 @@ def run_eval(args) -> dict:
         correction = info["prior_correction"]
         trained_hw = ModelConfig.from_dict(info["model"]).input_hw
         batch_size = args.batch_size
+    worst = None
+    if args.error_class is not None:
+        lowered = [name.lower() for name in labels.class_names]
+        if args.error_class.lower() not in lowered:
+            raise InputError(f"--error-class: got {args.error_class!r}, expected one of "
+                             f"{', '.join(labels.class_names)}")
+        worst = WorstImages(lowered.index(args.error_class.lower()), labels.void_id,
+                            args.error_images)
     pairs = find_pairs(args.data, args.split, args.limit)
     arrays = load_split(pairs, input_hw, labels)
     scores = evaluate_predictor(predict, arrays.images, arrays.full_masks, labels,
-                                batch_size=batch_size, progress=_progress_printer("images"))
+                                batch_size=batch_size, progress=_progress_printer("images"),
+                                on_image=worst)
     run_dir = model_path if model_path.is_dir() else model_path.parent
     default_out = (run_dir / f"eval-{args.split}" if model_path.suffix != ".tflite"
                    else run_dir / f"eval-{model_path.stem}-{args.split}")
@@ -354,6 +371,15 @@ def run_eval(args) -> dict:
     write_json_atomic(out / "scores.json", result)
     plot_confusion(scores, out / "confusion.png", title)
     log.info("wrote %s", out / "confusion.png")
+    if worst is not None:
+        name = labels.class_names[worst.class_id]
+        sheet = write_class_error_sheet(worst, pairs, arrays.full_masks, labels,
+                                        out / f"errors-{name}.png")
+        if sheet:
+            log.info("wrote %s", sheet)
+        else:
+            log.info("no %s errors on %s: no error sheet written", name, args.split)
+        result["error_sheet"] = str(sheet) if sheet else None
     return result
 
 
