@@ -13,10 +13,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from fcnedge.runtime.fileio import write_bytes_atomic, write_image_atomic
 from fcnedge.runtime.labels import LabelSet
 from fcnedge.runtime.metrics import (SegmentationScores, confusion_matrix,
                                      scores_from_confusion)
-from fcnedge.runtime.preprocess import resize_labels
+from fcnedge.runtime.preprocess import read_image, resize_labels
+from fcnedge.runtime.visualize import class_errors, contact_sheet, draw_hud, error_key
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 
@@ -87,8 +89,6 @@ def class_error_sheet(frames_bgr: Sequence[np.ndarray], truths: Sequence[np.ndar
                       predictions: Sequence[np.ndarray], titles: Sequence[str], class_id: int,
                       labels: LabelSet, columns: int = 2) -> np.ndarray:
     """A contact sheet of frames with one class's pixels painted by outcome, under a key."""
-    from fcnedge.runtime.visualize import class_errors, contact_sheet, draw_hud, error_key
-
     tiles = [draw_hud(class_errors(frame, truth, prediction, class_id, labels.void_id), [title])
              for frame, truth, prediction, title in zip(frames_bgr, truths, predictions, titles)]
     sheet = contact_sheet(tiles, columns=min(columns, len(tiles)),
@@ -155,8 +155,6 @@ def plot_confusion(scores: SegmentationScores, path: str | os.PathLike, title: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from fcnedge.runtime.fileio import write_bytes_atomic
-
     confusion = scores.confusion.astype(np.float64)
     rows = confusion.sum(axis=1, keepdims=True)
     normalised = np.divide(confusion, rows, out=np.zeros_like(confusion), where=rows > 0)
@@ -185,9 +183,6 @@ def write_class_error_sheet(worst: WorstImages, pairs, full_masks: Sequence[np.n
                             labels: LabelSet, path: str | os.PathLike) -> Path | None:
     """Draws the images `worst` kept (read again from `pairs`, at their own size) as a
     `class_error_sheet` PNG, atomically; None, and no file, when the class had no errors."""
-    from fcnedge.runtime.fileio import write_image_atomic
-    from fcnedge.runtime.preprocess import read_image
-
     picked = worst.picked()
     if not picked:
         return None
