@@ -30,6 +30,7 @@ from fcnedge.runtime.segmenter import read_model_card
 log = logging.getLogger("fcnedge.bench")
 
 DELEGATES = ("cpu", "gpu", "edgetpu")
+BENCH_RECORD = "bench.json"    # in --out: the report; also marks the folder as the command's own
 LIBRARIES = ("numpy", "opencv-python", "ai-edge-litert", "tflite-runtime", "tensorflow",
              "tf-keras", "tensorflow-model-optimization")
 
@@ -406,7 +407,10 @@ def bench(options: BenchOptions) -> dict:
             open_source(source).close()     # a clear error now rather than one per row
         except InputError as err:
             raise InputError(str(err).replace("--source", "--stream", 1)) from err
-    out = prepare_output_folder(options.out, options.overwrite)
+    out = prepare_output_folder(options.out, options.overwrite,
+                                inputs=(options.data, options.stream, *options.models),
+                                owned_marker=BENCH_RECORD)
+    write_json_atomic(out / BENCH_RECORD, {"status": "running"})    # marks the folder as ours
     header = machine_header(options)
     header["images"], header["limited"] = len(pairs), options.limit is not None
     # Rows of several input sizes get the size in their format label.
@@ -447,8 +451,8 @@ def bench(options: BenchOptions) -> dict:
     write_text_atomic(out / "bench.csv", format_csv(rows))
     plot = plot_pareto(rows, out / "pareto.png",
                        f"{header['cpu']}, {header['threads']} threads, {options.split} split")
-    result["files"] = {name: str(out / name) for name in ("bench.md", "bench.csv", "bench.json")}
+    result["files"] = {name: str(out / name) for name in ("bench.md", "bench.csv", BENCH_RECORD)}
     if plot:
         result["files"]["pareto.png"] = str(plot)
-    write_json_atomic(out / "bench.json", result)
+    write_json_atomic(out / BENCH_RECORD, result)
     return result

@@ -55,7 +55,10 @@ _OPTIONAL_TRAIN_FLAGS = (
     ("model", "bn_momentum", "--bn-momentum"), ("model", "dropout", "--dropout"),
     ("augment", "scale_min", "--scale-min"), ("augment", "scale_max", "--scale-max"),
     ("augment", "paste_classes", "--paste-classes"),
-    ("augment", "paste_probability", "--paste-prob"), ("train", "seed", "--seed"),
+    ("augment", "paste_probability", "--paste-prob"),
+    ("augment", "camera_jitter", "--camera-jitter"), ("train", "train_splits", "--train-splits"),
+    ("train", "val_splits", "--val-splits"), ("train", "val_drives", "--val-drives"),
+    ("train", "keep", "--keep"), ("train", "seed", "--seed"),
     ("train", "save_every", "--save-every"),
 )
 

@@ -21,6 +21,8 @@ from fcnedge.runtime.fileio import (prepare_output_folder, write_bytes_atomic,
                                     write_json_atomic)
 from fcnedge.runtime.segmenter import card_path
 
+CONVERT_RECORD = "convert.json"   # in --out: what the command converted; marks the folder as its own
+
 log = logging.getLogger("fcnedge.convert")
 
 
@@ -120,10 +122,13 @@ def convert(options: ConvertOptions, progress=None) -> dict:
     # QAT picks its epoch on val, as the trainer picks its best epoch.
     val_pairs = find_pairs(options.data, options.val_split, options.limit_val) \
         if options.verify or qat else []
-    prepare_output_folder(out, options.overwrite)
 
-    # 2. Model and calibration images (a seeded sample of the training split).
+    # 2. Model and calibration images (a seeded sample of the training split), then the output
+    # folder: --overwrite clears it only once every input has loaded.
     model, config, labels, info = load_trained_model(model_path, options.input_hw)
+    prepare_output_folder(out, options.overwrite, inputs=(options.model, options.data),
+                          owned_marker=CONVERT_RECORD)
+    write_json_atomic(out / CONVERT_RECORD, {"status": "running", "model": str(model_path)})
     rng = np.random.default_rng(options.seed)
     chosen = rng.choice(len(calib_pairs), size=min(options.calib_samples, len(calib_pairs)),
                         replace=False)
@@ -192,6 +197,7 @@ def convert(options: ConvertOptions, progress=None) -> dict:
         result["qat_history"] = qat_history
     result["rows"] = [row.__dict__ for row in rows]
     result["table"] = format_table(result)
+    write_json_atomic(out / CONVERT_RECORD, {"status": "done", **result})
     return result
 
 

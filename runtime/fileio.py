@@ -69,22 +69,49 @@ def write_image_atomic(path: str | os.PathLike, image) -> Path:
     return write_bytes_atomic(path, encoded.tobytes())
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
 def prepare_output_folder(folder: str | os.PathLike, overwrite: bool, flag: str = "--out",
-                          hint: str = "pass --overwrite to replace them") -> Path:
+                          hint: str = "pass --overwrite to replace them",
+                          inputs: tuple = (), owned_marker: str | None = None) -> Path:
     """Creates an empty output folder; one holding files is replaced only with `overwrite`.
 
+    Replacing is refused where it could lose what the user made rather than what this command
+    wrote: when one of `inputs` (paths the command reads; None entries are skipped) lies inside
+    the folder, or when `owned_marker` is given and the folder lacks that file (it is not an
+    earlier output of the same command).
+
     Raises:
-      InputError: the folder holds files and `overwrite` is False (nothing is touched).
+      InputError: the folder holds files and `overwrite` is False or refused (nothing is
+        touched), or it cannot be created.
     """
     from fcnedge.runtime.errors import InputError
 
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{flag} {folder}: is a file; expected a folder to write into")
     if folder.exists() and any(folder.iterdir()):
         if not overwrite:
             raise InputError(f"{flag} {folder}: folder exists and holds files; {hint}")
+        for source in inputs:
+            if source and _inside(Path(source), folder):
+                raise InputError(f"{flag} {folder}: --overwrite would delete {source}, which "
+                                 "this command reads; write to another folder")
+        if owned_marker and not (folder / owned_marker).is_file():
+            raise InputError(f"{flag} {folder}: --overwrite replaces only an earlier output "
+                             f"of this command (a folder with {owned_marker}); this one has "
+                             "none, so it is left alone: write to another folder")
         shutil.rmtree(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-")
+        probe.close()
     except OSError as err:
-        raise InputError(f"{flag} {folder}: cannot create the folder ({err.strerror})") from err
+        raise InputError(f"{flag} {folder}: cannot write there ({err.strerror})") from err
     return folder

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.preprocess import parse_size
+from fcnedge.train.splits import drive_counts, parse_names
 
 log = logging.getLogger("fcnedge")
 DEFAULT_TAUS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
@@ -127,12 +128,28 @@ def add_parsers(subparsers) -> None:
                             "image of a batch into another (e.g. Pole,SignSymbol); default none")
     train.add_argument("--paste-prob", type=float, default=0.5,
                        help="chance that an image receives a copy-paste")
+    train.add_argument("--camera-jitter", type=float, default=0.0, metavar="S",
+                       help="strength in [0, 1] of white-balance, exposure, blur and noise "
+                            "jitter, for streets filmed by other cameras on other days (0: off)")
     train.add_argument("--no-augment", action="store_true", help="train on unaugmented images")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--val-every", type=int, default=1, help="score val every N epochs")
     train.add_argument("--save-every", type=int, default=0, metavar="N",
                        help="also keep the weights of every Nth epoch in OUT/epochs/ "
                             "(0: only best and last)")
+    train.add_argument("--train-splits", default="train", metavar="SPLITS",
+                       help="comma-separated splits pooled for training (train,val: a refit on "
+                            "both, with --keep last)")
+    train.add_argument("--val-splits", default="val", metavar="SPLITS",
+                       help="comma-separated splits scored every --val-every epochs")
+    train.add_argument("--val-drives", default="", metavar="DRIVES",
+                       help="hold these drives out (comma-separated frame-name prefixes, e.g. "
+                            "0006R0): none of their frames trains, and validation is all of "
+                            "their frames in the training and val splits; default: the val "
+                            "split as it is (CamVid val shares its drive with training)")
+    train.add_argument("--keep", default="best", choices=["best", "last"],
+                       help="the run's model: the epoch with the best validation mIoU, or the "
+                            "last epoch (a fixed schedule, for when validation also trains)")
     train.add_argument("--limit-train", type=int, default=None, help="use the first N images")
     train.add_argument("--limit-val", type=int, default=None, help="use the first N images")
     train.add_argument("--threads", type=int, default=None,
@@ -148,7 +165,13 @@ def add_parsers(subparsers) -> None:
     evaluate.add_argument("--model", required=True,
                           help="run folder, .h5 weights in one, or a .tflite model")
     evaluate.add_argument("--data", required=True, help="dataset folder")
-    evaluate.add_argument("--split", default="val", help="train, val or test")
+    evaluate.add_argument("--split", default="val",
+                          help="train, val or test; several comma-separated are pooled")
+    evaluate.add_argument("--drives", default="", metavar="DRIVES",
+                          help="score only these drives' frames (comma-separated frame-name "
+                               "prefixes, e.g. 0006R0 with --split train,val: a held-out drive)")
+    evaluate.add_argument("--exclude-drives", default="", metavar="DRIVES",
+                          help="score every drive but these")
     evaluate.add_argument("--limit", type=int, default=None, help="first N images only")
     evaluate.add_argument("--batch-size", type=int, default=8)
     evaluate.add_argument("--input-size", default=None, metavar="HxW",
@@ -283,8 +306,12 @@ def run_train(args) -> dict:
                               enabled=not args.no_augment,
                               paste_classes=tuple(name.strip() for name in
                                                   args.paste_classes.split(",") if name.strip()),
-                              paste_probability=args.paste_prob),
+                              paste_probability=args.paste_prob,
+                              camera_jitter=args.camera_jitter),
         seed=args.seed, val_every=args.val_every, save_every=args.save_every,
+        train_splits=parse_names(args.train_splits, "--train-splits"),
+        val_splits=parse_names(args.val_splits, "--val-splits"),
+        val_drives=parse_names(args.val_drives, "--val-drives"), keep=args.keep,
         limit_train=args.limit_train,
         limit_val=args.limit_val, threads=args.threads)
     result = train(config, resume=args.resume, overwrite=args.overwrite,
@@ -296,7 +323,7 @@ def run_train(args) -> dict:
 
 
 def run_eval(args) -> dict:
-    from fcnedge.train.data import find_pairs, load_split
+    from fcnedge.train.data import load_split
     from fcnedge.train.evaluate import (WorstImages, evaluate_predictor, format_scores_table,
                                         keras_predictor, plot_confusion, tflite_predictor,
                                         write_class_error_sheet)
@@ -308,6 +335,7 @@ def run_eval(args) -> dict:
         raise InputError(f"--batch-size: got {args.batch_size}, expected a positive integer")
     if args.error_images < 1:
         raise InputError(f"--error-images: got {args.error_images}, expected a positive integer")
+    pairs, split_label = eval_pairs(args)
     model_path = Path(args.model)
     if not model_path.exists():
         raise InputError(f"--model {model_path}: not found")
@@ -342,14 +370,13 @@ def run_eval(args) -> dict:
                              f"{', '.join(labels.class_names)}")
         worst = WorstImages(lowered.index(args.error_class.lower()), labels.void_id,
                             args.error_images)
-    pairs = find_pairs(args.data, args.split, args.limit)
     arrays = load_split(pairs, input_hw, labels)
     scores = evaluate_predictor(predict, arrays.images, arrays.full_masks, labels,
                                 batch_size=batch_size, progress=_progress_printer("images"),
                                 on_image=worst)
     run_dir = model_path if model_path.is_dir() else model_path.parent
-    default_out = (run_dir / f"eval-{args.split}" if model_path.suffix != ".tflite"
-                   else run_dir / f"eval-{model_path.stem}-{args.split}")
+    default_out = (run_dir / f"eval-{split_label}" if model_path.suffix != ".tflite"
+                   else run_dir / f"eval-{model_path.stem}-{split_label}")
     size_label = f"{input_hw[0]}x{input_hw[1]}"
     if tuple(input_hw) != tuple(trained_hw):
         # Its own folder, so the trained-size scores beside the weights are not overwritten.
@@ -361,10 +388,11 @@ def run_eval(args) -> dict:
     elif correction:
         name = f"{name}, prior correction tau {correction['tau']:g}"
     out = Path(args.out) if args.out else default_out
-    title = f"{name} on {args.split} ({len(pairs)} images)"
+    title = f"{name} on {split_label} ({len(pairs)} images)"
     table = format_scores_table(scores, title)
     print(table)
     result = {"model": str(model_path), "split": args.split, "images": len(pairs),
+              "drives": drive_counts(pairs),
               "input_size": size_label, "prior_correction": correction,
               **scores.to_dict(), "confusion_matrix": scores.confusion.tolist()}
     write_text_atomic(out / "scores.md", table)
@@ -381,6 +409,23 @@ def run_eval(args) -> dict:
             log.info("no %s errors on %s: no error sheet written", name, args.split)
         result["error_sheet"] = str(sheet) if sheet else None
     return result
+
+
+def eval_pairs(args) -> tuple[list, str]:
+    """The frames eval scores, and a label for them (file names, titles): the split(s), then
+    the drives kept or left out."""
+    from fcnedge.train.splits import filter_drives, find_split_pairs, limit_pairs
+
+    splits = parse_names(args.split, "--split")
+    keep = parse_names(args.drives, "--drives")
+    drop = parse_names(args.exclude_drives, "--exclude-drives")
+    pairs = find_split_pairs(args.data, splits)
+    if keep:
+        pairs = filter_drives(pairs, keep=keep, flag="--drives")
+    if drop:
+        pairs = filter_drives(pairs, drop=drop, flag="--exclude-drives")
+    label = "+".join(splits) + "".join(f"-{d}" for d in keep) + "".join(f"-no{d}" for d in drop)
+    return limit_pairs(pairs, args.limit), label
 
 
 def _parse_taus(text: str) -> tuple[float, ...]:

@@ -27,6 +27,7 @@ class AugmentConfig:
     contrast: float = 0.2
     saturation: float = 0.2
     hue: float = 0.03
+    camera_jitter: float = 0.0            # other days and cameras: see camera_jitter()
     enabled: bool = True
     paste_classes: tuple[str, ...] = ()   # class names whose pixels are copy-pasted
     paste_probability: float = 0.5        # chance that an image receives a paste
@@ -34,6 +35,9 @@ class AugmentConfig:
     def __post_init__(self):
         # A run.json stores the tuple as a list; keep the config hashable and comparable.
         object.__setattr__(self, "paste_classes", tuple(self.paste_classes))
+        if not 0.0 <= self.camera_jitter <= 1.0:
+            raise InputError(f"--camera-jitter: got {self.camera_jitter}, expected a number "
+                             "in [0, 1]")
         if not 0.0 <= self.paste_probability <= 1.0:
             raise InputError(f"--paste-prob: got {self.paste_probability}, expected a number "
                              "in [0, 1]")
@@ -45,6 +49,33 @@ class AugmentConfig:
             raise InputError(f"--paste-classes: unknown class {', '.join(unknown)}; expected "
                              f"names from {', '.join(names)}")
         return tuple(names.index(name) for name in self.paste_classes)
+
+
+def _gaussian_blur(unit, sigma):
+    """A 5x5 Gaussian blur of one HxWx3 image with a (tensor) sigma in pixels."""
+    taps = tf.range(-2.0, 3.0)
+    kernel_1d = tf.exp(-0.5 * tf.square(taps / sigma))
+    kernel_1d /= tf.reduce_sum(kernel_1d)
+    kernel = tf.tile((kernel_1d[:, None] * kernel_1d[None, :])[:, :, None, None], [1, 1, 3, 1])
+    return tf.nn.depthwise_conv2d(unit[tf.newaxis], kernel, [1, 1, 1, 1], "SAME")[0]
+
+
+def camera_jitter(unit, strength: float):
+    """What another camera or another day changes, at `strength` in (0, 1]: per-channel gains
+    (white balance, up to +-15%), exposure as a gamma (up to e^+-0.4), lens or motion softness
+    (a Gaussian blur of sigma 0.3-1.5 px in 30% of images) and sensor noise (std up to 3%).
+
+    CamVid's training split is three drives of one camera; its colour cast and sharpness are
+    what a model trained on it would otherwise learn as part of each class.
+    """
+    gains = tf.random.uniform([3], 1.0 - 0.15 * strength, 1.0 + 0.15 * strength)
+    unit = tf.clip_by_value(unit * gains, 0.0, 1.0)
+    unit = tf.pow(unit, tf.exp(tf.random.uniform([], -0.4 * strength, 0.4 * strength)))
+    blur = tf.random.uniform([]) < 0.3 * strength
+    sigma = tf.random.uniform([], 0.3, 1.5)
+    unit = tf.cond(blur, lambda: _gaussian_blur(unit, sigma), lambda: unit)
+    noise = tf.random.uniform([], 0.0, 0.03 * strength)
+    return unit + tf.random.normal(tf.shape(unit)) * noise
 
 
 def augment_pair(image, mask, input_hw: tuple[int, int], config: AugmentConfig, void_id: int):
@@ -78,6 +109,8 @@ def augment_pair(image, mask, input_hw: tuple[int, int], config: AugmentConfig, 
         unit = tf.image.random_saturation(unit, 1 - config.saturation, 1 + config.saturation)
     if config.hue:
         unit = tf.image.random_hue(unit, config.hue)
+    if config.camera_jitter:
+        unit = camera_jitter(unit, config.camera_jitter)
     image = tf.clip_by_value(unit, 0.0, 1.0) * 255.0
     image.set_shape([height, width, 3])
     mask = tf.ensure_shape(mask[..., 0], [height, width])

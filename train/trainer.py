@@ -4,7 +4,8 @@ A run directory holds everything needed to resume or reuse a run:
   run.json            model and training configuration, labels, class weights
   history.json        one entry per finished epoch (loss, val mIoU, per-class IoU, lr, seconds)
   ckpt/               TensorFlow checkpoints (model, optimizer, epoch) for --resume
-  best.weights.h5     weights of the epoch with the best val mIoU (no optimizer state)
+  best.weights.h5     weights of the epoch with the best val mIoU (no optimizer state; not
+                      written with --keep last, where the last epoch is the model)
   last.weights.h5     weights of the last finished epoch (no optimizer state)
   epochs/             epoch_NNN.weights.h5 every --save-every N epochs (none by default), to
                       score or compare epochs after the run (`fcnedge eval --model` takes one)
@@ -32,13 +33,13 @@ import numpy as np
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.fileio import atomic_path, prepare_output_folder, write_json_atomic
 from fcnedge.runtime.labels import CAMVID, LabelSet
-from fcnedge.train.data import (find_pairs, label_histogram, load_split,
-                                median_frequency_weights)
+from fcnedge.train.data import label_histogram, load_split, median_frequency_weights
 from fcnedge.train.distributed import is_chief_task
 from fcnedge.train.evaluate import evaluate_predictor, keras_predictor
 from fcnedge.train.losses import LOSSES, segmentation_loss
 from fcnedge.train.models import ARCH_STRIDES, ModelConfig, build_fcn, read_json
 from fcnedge.train.pipeline import AugmentConfig, train_dataset
+from fcnedge.train.splits import drive_counts, find_split_pairs, hold_out_drives, limit_pairs
 from fcnedge.train.prior import PRIOR_FILE, fold_logit_shift, read_prior_correction
 from fcnedge.train.tfcompat import keras, tf
 
@@ -48,6 +49,7 @@ OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "poly", "constant")
 CLASS_WEIGHTINGS = ("none", "median-freq")
 STRATEGIES = ("default", "mirrored", "multi-worker")
+KEEP_CHOICES = ("best", "last")
 RUN_FILE, HISTORY_FILE = "run.json", "history.json"
 BEST_WEIGHTS, LAST_WEIGHTS = "best.weights.h5", "last.weights.h5"
 EPOCHS_DIR = "epochs"
@@ -82,8 +84,10 @@ class TrainConfig:
     seed: int = 0
     val_every: int = 1
     save_every: int = 0
-    train_split: str = "train"
-    val_split: str = "val"
+    train_splits: tuple[str, ...] = ("train",)
+    val_splits: tuple[str, ...] = ("val",)
+    val_drives: tuple[str, ...] = ()
+    keep: str = "best"
     limit_train: int | None = None
     limit_val: int | None = None
     threads: int | None = None
@@ -92,7 +96,7 @@ class TrainConfig:
         checks = ((self.optimizer, OPTIMIZERS, "--optimizer"), (self.schedule, SCHEDULES, "--schedule"),
                   (self.class_weights, CLASS_WEIGHTINGS, "--class-weights"),
                   (self.loss, LOSSES, "--loss"),
-                  (self.strategy, STRATEGIES, "--strategy"))
+                  (self.strategy, STRATEGIES, "--strategy"), (self.keep, KEEP_CHOICES, "--keep"))
         for value, allowed, flag in checks:
             if value not in allowed:
                 raise InputError(f"{flag}: got {value!r}, expected one of {', '.join(allowed)}")
@@ -122,6 +126,13 @@ class TrainConfig:
         data = dict(data)
         data["model"] = ModelConfig.from_dict(data["model"])
         data["augment"] = AugmentConfig(**data.get("augment", {}))
+        # Runs from before combined splits stored one split name each.
+        for old, new in (("train_split", "train_splits"), ("val_split", "val_splits")):
+            if old in data and new not in data:
+                data[new] = (data.pop(old),)
+        for name in ("train_splits", "val_splits", "val_drives"):
+            if name in data:
+                data[name] = tuple(data[name])
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
@@ -213,20 +224,23 @@ def resumed_epochs(run_dir: str | Path) -> int:
     return TrainConfig.from_dict(_read_run_to_resume(Path(run_dir))["train"]).epochs
 
 
-def _prepare_run_dir(config: TrainConfig, resume: bool, overwrite: bool) -> tuple[TrainConfig, dict]:
-    run_dir = Path(config.out)
-    if resume:
-        stored = _read_run_to_resume(run_dir)
-        stored_config = TrainConfig.from_dict(stored["train"])
-        # The stored graph wins; a resumed run may point at moved data or run more epochs.
-        config = replace(stored_config, data=config.data, out=config.out, epochs=config.epochs,
-                         threads=config.threads)
-        return config, stored
-    if config.strategy == "multi-worker" and not is_chief_task():
-        return config, {}          # the chief prepares the folder; workers write elsewhere
-    prepare_output_folder(run_dir, overwrite,
+def _resumed_config(config: TrainConfig, resume: bool) -> tuple[TrainConfig, dict]:
+    """The config a run goes on with: a resumed run's own (its stored graph wins; it may point
+    at moved data or run more epochs), else the one given."""
+    if not resume:
+        return config, {}
+    stored = _read_run_to_resume(Path(config.out))
+    stored_config = TrainConfig.from_dict(stored["train"])
+    return replace(stored_config, data=config.data, out=config.out, epochs=config.epochs,
+                   threads=config.threads), stored
+
+
+def _prepare_run_dir(config: TrainConfig, resume: bool, overwrite: bool) -> None:
+    if resume or (config.strategy == "multi-worker" and not is_chief_task()):
+        return          # a resume keeps its folder; the chief prepares it for the workers
+    prepare_output_folder(Path(config.out), overwrite, inputs=(config.data, config.init_weights),
+                          owned_marker=RUN_FILE,
                           hint="pass --resume to continue that run or --overwrite to replace it")
-    return config, {}
 
 
 def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
@@ -240,7 +254,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
       InputError: bad data, options, or an --out folder that would be overwritten.
     """
     config.augment.paste_ids(labels.class_names)     # a bad name fails before --out is touched
-    config, stored = _prepare_run_dir(config, resume, overwrite)
+    config, stored = _resumed_config(config, resume)
     paste_ids = config.augment.paste_ids(labels.class_names)   # a resumed run's own classes
     if config.threads:
         # Measured on 2 cores: a second intra-op thread barely speeds a step up, while two
@@ -260,13 +274,14 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     np.random.seed(config.seed)
 
     model_config = config.model
-    log.info("loading %s split '%s' and '%s' at %dx%d", config.data, config.train_split,
-             config.val_split, *model_config.input_hw)
-    train_pairs = find_pairs(config.data, config.train_split, config.limit_train)
-    val_pairs = find_pairs(config.data, config.val_split, config.limit_val)
+    # Every input is read and checked before --overwrite may clear the run folder.
+    train_pairs, val_pairs = select_train_val(config)
+    log.info("loading %s: %d training images (drives %s), %d validation images (drives %s) "
+             "at %dx%d", config.data, len(train_pairs), _drives_text(train_pairs),
+             len(val_pairs), _drives_text(val_pairs), *model_config.input_hw)
     train_arrays = load_split(train_pairs, model_config.input_hw, labels)
     val_arrays = load_split(val_pairs, model_config.input_hw, labels)
-    log.info("%d training and %d validation images", len(train_pairs), len(val_pairs))
+    _prepare_run_dir(config, resume, overwrite)
 
     if stored:
         class_weights = np.asarray(stored["class_weights"], np.float32)
@@ -324,7 +339,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     initial_epoch = int(epoch_var.numpy())
     if initial_epoch >= config.epochs:
         log.info("run already finished %d epochs", initial_epoch)
-        return _result(run_dir, history)
+        return _result(run_dir, history, config.keep)
 
     dataset = train_dataset(train_arrays.images, train_arrays.masks, global_batch,
                             config.augment, labels.void_id, seed=config.seed + initial_epoch,
@@ -341,7 +356,31 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     if not chief:
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir = Path(config.out)
-    return _result(run_dir, recorder.history)
+    return _result(run_dir, recorder.history, config.keep)
+
+
+def select_train_val(config: TrainConfig) -> tuple[list, list]:
+    """The run's training and validation pairs: its splits pooled, its drives held out.
+
+    Raises:
+      InputError: a split or drive is missing, or validation frames also train while the run
+        keeps its best epoch (a model picked by a score on its own training frames).
+    """
+    train_pool = find_split_pairs(config.data, config.train_splits)
+    val_pool = find_split_pairs(config.data, config.val_splits)
+    train_pairs, val_pairs = hold_out_drives(train_pool, val_pool, config.val_drives)
+    shared = {p.image.stem for p in train_pairs} & {p.image.stem for p in val_pairs}
+    if shared and config.keep == "best":
+        raise InputError(f"--train-splits {','.join(config.train_splits)}: {len(shared)} of the "
+                         f"{len(val_pairs)} validation frames also train, so the best epoch would "
+                         "be picked on training data; pass --keep last (a fixed schedule, as a "
+                         "refit wants) or hold out drives with --val-drives")
+    return (limit_pairs(train_pairs, config.limit_train, "--limit-train"),
+            limit_pairs(val_pairs, config.limit_val, "--limit-val"))
+
+
+def _drives_text(pairs: list) -> str:
+    return ", ".join(f"{drive} {count}" for drive, count in drive_counts(pairs).items())
 
 
 def load_init_weights(model, model_config: ModelConfig, source: str) -> Path:
@@ -365,7 +404,7 @@ def load_init_weights(model, model_config: ModelConfig, source: str) -> Path:
     """
     path = Path(source)
     if path.is_dir():
-        path = path / BEST_WEIGHTS
+        path = run_weights(path) or path / BEST_WEIGHTS
     if not path.is_file():
         raise InputError(f"--init-weights {source}: expected a run folder holding {BEST_WEIGHTS} "
                          "or a weights file; found neither")
@@ -471,9 +510,12 @@ def run_lineage(run_dir: Path) -> list[tuple[dict, list]]:
     return stages[::-1]
 
 
-def _result(run_dir: Path, history: list) -> TrainResult:
+def _result(run_dir: Path, history: list, keep: str = "best") -> TrainResult:
     scored = [h for h in history if h.get("val_miou") is not None]
-    best = max(scored, key=lambda h: h["val_miou"], default=None)
+    if keep == "last":
+        best = scored[-1] if scored else None
+    else:
+        best = max(scored, key=lambda h: h["val_miou"], default=None)
     return TrainResult(run_dir, best["epoch"] if best else 0,
                        best["val_miou"] if best else float("nan"), history)
 
@@ -524,7 +566,7 @@ class _EpochRecorder(keras.callbacks.Callback):
             (self.run_dir / EPOCHS_DIR).mkdir(exist_ok=True)
             save_model_weights(self.model, self.run_dir / EPOCHS_DIR / epoch_weights_name(number))
         miou = entry.get("val_miou")
-        if miou is not None and miou > self.best:
+        if miou is not None and miou > self.best and self.config.keep == "best":
             self.best = miou
             save_model_weights(self.model, self.run_dir / BEST_WEIGHTS)
         self.epoch_var.assign(number)
@@ -554,6 +596,13 @@ def save_model_weights(model, path: Path) -> None:
                     source.copy(source[key], slim, name=key)
 
 
+def run_weights(run_dir: Path) -> Path | None:
+    """A run's model: its best epoch's weights, or its last epoch's where it kept no best
+    (`--keep last`, or a run killed before its first scored epoch)."""
+    return next((run_dir / name for name in (BEST_WEIGHTS, LAST_WEIGHTS)
+                 if (run_dir / name).is_file()), None)
+
+
 def load_trained_model(path: str | os.PathLike, input_hw: tuple[int, int] | None = None,
                        prior_correction: bool = True):
     """Loads a trained Keras FCN from a run dir (best weights first) or a weights file in one
@@ -571,8 +620,7 @@ def load_trained_model(path: str | os.PathLike, input_hw: tuple[int, int] | None
     path = Path(path)
     if path.is_dir():
         run_dir = path
-        weights = next((run_dir / name for name in (BEST_WEIGHTS, LAST_WEIGHTS)
-                        if (run_dir / name).is_file()), None)
+        weights = run_weights(run_dir)
         if weights is None:
             raise InputError(f"--model {path}: run folder has no {BEST_WEIGHTS} or {LAST_WEIGHTS}")
     elif path.is_file() and path.suffix == ".h5":
