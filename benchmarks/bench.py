@@ -25,6 +25,7 @@ from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.fileio import (atomic_path, prepare_output_folder, write_json_atomic,
                                     write_text_atomic)
 from fcnedge.runtime.interpreter import default_threads
+from fcnedge.runtime.quiet import child_stderr
 from fcnedge.runtime.segmenter import read_model_card
 
 log = logging.getLogger("fcnedge.bench")
@@ -131,12 +132,14 @@ def _run_row(spec: dict, timeout_s: float) -> dict:
     """Measures one row in a child process; a crash or timeout becomes a failed row."""
     with tempfile.TemporaryDirectory(prefix="fcnedge-bench-") as folder:
         spec_path, result_path = Path(folder) / "spec.json", Path(folder) / "result.json"
-        spec_path.write_text(json.dumps(spec))
+        stderr = child_stderr()
+        # A silenced command line keeps its workers' library chatter off the terminal too.
+        spec_path.write_text(json.dumps({**spec, "silence_native": stderr is not None}))
         command = [sys.executable, "-m", "fcnedge.benchmarks.worker", str(spec_path),
                    str(result_path)]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
         try:
-            completed = subprocess.run(command, stdout=subprocess.PIPE, stderr=None, env=env,
+            completed = subprocess.run(command, stdout=subprocess.PIPE, stderr=stderr, env=env,
                                        timeout=timeout_s)
         except subprocess.TimeoutExpired:
             return {"model": spec["model"], "status": "failed",

@@ -213,6 +213,10 @@ def measure(spec: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     spec_path, result_path = (argv or sys.argv[1:])[:2]
     spec = json.loads(Path(spec_path).read_text())
+    if spec.get("silence_native"):
+        from fcnedge.runtime.quiet import silence_native_stderr
+
+        silence_native_stderr()
     try:
         result = measure(spec)
     except Exception as err:  # reported as this row's failure; the parent goes on

@@ -14,6 +14,7 @@ import traceback
 from fcnedge import __version__
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.fileio import write_json_atomic
+from fcnedge.runtime.quiet import silence_native_stderr
 
 
 def _subcommand_modules():
@@ -50,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None and not args.verbose:
+        # The real command line (not a test calling main): see runtime/quiet.py.
+        silence_native_stderr()
     args.argv = list(sys.argv[1:] if argv is None else argv)   # for launchers that re-run it
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(message)s", stream=sys.stderr)

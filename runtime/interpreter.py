@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.graph_check import check_graph
 
 log = logging.getLogger("fcnedge.runtime")
 
@@ -94,13 +95,14 @@ def find_backend(preferred: tuple[str, ...] | None = None) -> Backend:
 
 
 def check_model_file(path: str | os.PathLike) -> bytes:
-    """Reads a model file and checks it is a TFLite flatbuffer; returns its bytes."""
+    """Reads a model file and checks it is a sound TFLite flatbuffer; returns its bytes."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"--model {path}: file not found")
     data = path.read_bytes()
     if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
         raise InputError(f"--model {path}: not a TFLite model (no 'TFL3' identifier)")
+    check_graph(data, path)
     return data
 
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.quiet import child_stderr
 
 log = logging.getLogger("fcnedge.train")
 
@@ -90,7 +91,7 @@ def launch_local_workers(train_argv: list[str], num_workers: int,
             argv += ["--threads", str(threads_per_worker)]
         env = dict(os.environ, TF_CONFIG=json.dumps(config))
         if index == 0:
-            processes.append(subprocess.Popen(argv, env=env))
+            processes.append(subprocess.Popen(argv, env=env, stderr=child_stderr()))
             logs.append(None)
         else:
             handle = open(log_dir / f"worker-{index}.log", "wb")
