@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from fcnedge.runtime.validate import COUNT, PERCENT, POSITIVE, ZERO_OR_MORE, flag_type
+
 
 def add_parsers(subparsers) -> None:
     from fcnedge.cli import add_common
@@ -15,15 +17,15 @@ def add_parsers(subparsers) -> None:
     bench.add_argument("--data", required=True, help="dataset folder")
     bench.add_argument("--split", default="val")
     bench.add_argument("--out", required=True, help="folder for bench.md/json/csv, pareto.png")
-    bench.add_argument("--runs", type=int, default=50, help="timed model-only invocations")
-    bench.add_argument("--warmup", type=int, default=5, help="untimed invocations first")
-    bench.add_argument("--threads", type=int, default=None,
+    bench.add_argument("--runs", type=flag_type(COUNT), default=50, help="timed model-only invocations")
+    bench.add_argument("--warmup", type=flag_type(ZERO_OR_MORE), default=5, help="untimed invocations first")
+    bench.add_argument("--threads", type=flag_type(COUNT), default=None,
                        help="CPU threads of every row, Keras included (default: all cores)")
     bench.add_argument("--stream", default=None, metavar="VIDEO",
                        help="also stream this video (or image folder) through each .tflite "
                        "with drawing and mp4 writing on; adds stream FPS, its ratio to "
                        "invoke-only FPS, and the cold start of `fcnedge run`")
-    bench.add_argument("--stream-threads", type=int, default=None,
+    bench.add_argument("--stream-threads", type=flag_type(COUNT), default=None,
                        help="interpreter threads while streaming (default: all cores but one, "
                        "as `fcnedge run`)")
     bench.add_argument("--delegate", default="cpu", choices=["cpu", "gpu", "edgetpu"],
@@ -31,10 +33,10 @@ def add_parsers(subparsers) -> None:
     bench.add_argument("--device", default=None, help="EdgeTPU device, e.g. usb:0")
     bench.add_argument("--gpu-delegate", default=None, metavar="PATH",
                        help="GPU delegate library path")
-    bench.add_argument("--limit", type=int, default=None, help="score the first N images")
-    bench.add_argument("--min-miou", type=float, default=None,
+    bench.add_argument("--limit", type=flag_type(COUNT), default=None, help="score the first N images")
+    bench.add_argument("--min-miou", type=flag_type(PERCENT), default=None,
                        help="exit 1 when a row's mIoU is below this floor")
-    bench.add_argument("--timeout", type=float, default=1800.0,
+    bench.add_argument("--timeout", type=flag_type(POSITIVE), default=1800.0,
                        help="seconds one row may take before it is marked failed")
     bench.add_argument("--overwrite", action="store_true", help="replace files in --out")
     add_common(bench)
@@ -48,7 +50,7 @@ def add_parsers(subparsers) -> None:
     demo.add_argument("--data", default=None, help="CamVid folder for real frames (default: "
                       "$FCNEDGE_DATA, else a synthetic clip)")
     demo.add_argument("--model", default=None, help="a .tflite model instead of the bundled one")
-    demo.add_argument("--max-frames", type=int, default=120)
+    demo.add_argument("--max-frames", type=flag_type(COUNT), default=120)
     demo.add_argument("--no-bench", action="store_true", help="skip the benchmark step")
     add_common(demo)
     demo.set_defaults(handler=run_demo)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from fcnedge.runtime.validate import COUNT, NON_NEGATIVE, POSITIVE, ZERO_OR_MORE, flag_type
+
 log = logging.getLogger("fcnedge")
 
 
@@ -22,15 +24,15 @@ def add_parsers(subparsers) -> None:
     convert.add_argument("--input-size", default=None, metavar="HxW",
                          help="export at another input size (multiples of 32) than the model "
                          "was trained at; the FCN is fully convolutional (default: its own)")
-    convert.add_argument("--calib-samples", type=int, default=64,
+    convert.add_argument("--calib-samples", type=flag_type(COUNT), default=64,
                          help="training images for int8 calibration")
-    convert.add_argument("--qat-epochs", type=int, default=3,
+    convert.add_argument("--qat-epochs", type=flag_type(ZERO_OR_MORE), default=3,
                          help="int8-qat: fine-tuning epochs on the training split")
-    convert.add_argument("--qat-lr", type=float, default=2e-5,
+    convert.add_argument("--qat-lr", type=flag_type(POSITIVE), default=2e-5,
                          help="int8-qat: peak learning rate (Adam, cosine decay)")
     convert.add_argument("--qat-train-bn", action="store_true",
                          help="int8-qat: let BatchNorm keep training (default: frozen)")
-    convert.add_argument("--limit-train", type=int, default=None,
+    convert.add_argument("--limit-train", type=flag_type(COUNT), default=None,
                          help="use the first N training images (calibration and QAT)")
     convert.add_argument("--per-tensor", action="store_true",
                          help="int8-ptq and int8-qat: one weight scale per tensor instead of "
@@ -40,8 +42,8 @@ def add_parsers(subparsers) -> None:
     convert.add_argument("--io", default="int8", choices=["int8", "uint8"],
                          help="integer formats' input/output type (uint8 for EdgeTPU)")
     convert.add_argument("--no-verify", action="store_true", help="skip the val evaluation")
-    convert.add_argument("--limit-val", type=int, default=None, help="verify on N images")
-    convert.add_argument("--max-drop", type=float, default=None,
+    convert.add_argument("--limit-val", type=flag_type(COUNT), default=None, help="verify on N images")
+    convert.add_argument("--max-drop", type=flag_type(NON_NEGATIVE), default=None,
                          help="exit 1 when a format loses more than this many mIoU points "
                          "(default: 2 for int8-qat, no limit for the others)")
     convert.add_argument("--overwrite", action="store_true", help="replace files in --out")

@@ -15,6 +15,7 @@ from fcnedge import __version__
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.fileio import write_json_atomic
 from fcnedge.runtime.quiet import silence_native_stderr
+from fcnedge.runtime.validate import OneLineParser
 
 
 def _subcommand_modules():
@@ -28,7 +29,7 @@ def _subcommand_modules():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="fcnedge", description="Train, quantize, run and benchmark FCN street-scene "
         "segmentation for edge devices.")
     parser.add_argument("--version", action="version", version=f"fcnedge {__version__}")

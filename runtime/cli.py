@@ -12,6 +12,8 @@ import signal
 import sys
 import threading
 
+from fcnedge.runtime.validate import BELOW_ONE, COUNT, UNIT, ZERO_OR_MORE, flag_type
+
 
 log = logging.getLogger("fcnedge")
 
@@ -33,21 +35,21 @@ def add_parsers(subparsers) -> None:
     run.add_argument("--gpu-delegate", default=None, metavar="PATH",
                      help="GPU delegate library (default: LiteRT's GPU accelerator, then "
                      "the platform's usual library name)")
-    run.add_argument("--threads", type=int, default=None,
+    run.add_argument("--threads", type=flag_type(COUNT), default=None,
                      help="interpreter CPU threads (default: all cores but one, left to "
                      "capture, drawing and writing, which run beside the model)")
     run.add_argument("--output", default=None, metavar="FILE.mp4", help="write the view here")
     run.add_argument("--view", default="overlay", choices=["overlay", "side-by-side"])
-    run.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    run.add_argument("--alpha", type=flag_type(UNIT), default=0.5, help="overlay opacity")
     run.add_argument("--masks", default=None, metavar="DIR",
                      help="write each frame's label ids as a PNG here")
     run.add_argument("--resize", default="stretch", choices=["stretch", "letterbox"])
-    run.add_argument("--smooth", type=float, default=0.0,
+    run.add_argument("--smooth", type=flag_type(BELOW_ONE), default=0.0,
                      help="EMA weight of previous logits for video (0 = off)")
-    run.add_argument("--max-frames", type=int, default=None)
+    run.add_argument("--max-frames", type=flag_type(COUNT), default=None)
     run.add_argument("--no-window", action="store_true", help="do not open a window")
     run.add_argument("--no-hud", action="store_true", help="no FPS text on the view")
-    run.add_argument("--reconnect", type=int, default=5,
+    run.add_argument("--reconnect", type=flag_type(ZERO_OR_MORE), default=5,
                      help="reconnection attempts for a camera or stream that drops")
     add_common(run)
     run.set_defaults(handler=run_stream)

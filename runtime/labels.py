@@ -1,9 +1,12 @@
 """Class definitions: one place for names, colours and the void id, used by training and serving."""
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
+
+from fcnedge.runtime.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -19,10 +22,9 @@ class LabelSet:
     void_id: int | None
 
     def __post_init__(self):
-        if len(self.names) != len(self.colors_rgb):
-            raise ValueError(f"{len(self.names)} class names but {len(self.colors_rgb)} colours")
-        if self.void_id is not None and not 0 <= self.void_id < len(self.names):
-            raise ValueError(f"void_id={self.void_id} is outside 0..{len(self.names) - 1}")
+        problem = label_set_problem(self.names, self.colors_rgb, self.void_id)
+        if problem:
+            raise InputError(f"labels: {problem}")
 
     @property
     def num_labels(self) -> int:
@@ -49,11 +51,49 @@ class LabelSet:
                 "void_id": self.void_id}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "LabelSet":
-        """Reads the form `to_dict` writes."""
-        return cls(names=tuple(data["names"]),
-                   colors_rgb=tuple(tuple(int(v) for v in c) for c in data["colors_rgb"]),
-                   void_id=data.get("void_id"))
+    def from_dict(cls, data: dict, source: str = "labels") -> "LabelSet":
+        """Reads the form `to_dict` writes.
+
+        Raises:
+          InputError: the entry is missing or malformed; the message starts with `source`
+            (the file it came from).
+        """
+        if not isinstance(data, dict) or "names" not in data or "colors_rgb" not in data:
+            raise InputError(f"{source}: labels need 'names' and 'colors_rgb'")
+        names, colors, void_id = data["names"], data["colors_rgb"], data.get("void_id")
+        problem = label_set_problem(names, colors, void_id)
+        if problem:
+            raise InputError(f"{source}: {problem}")
+        return cls(names=tuple(names), colors_rgb=tuple(tuple(int(v) for v in c) for c in colors),
+                   void_id=None if void_id is None else int(void_id))
+
+
+# Masks are 8-bit images: label ids (void included) must fit in one byte.
+MAX_LABELS = 256
+
+
+def label_set_problem(names, colors, void_id) -> str | None:
+    """What is wrong with a label set's fields, or None."""
+    if not isinstance(names, (list, tuple)) or not names or not all(
+            isinstance(name, str) and name.strip() for name in names):
+        return "'names' must be a list of non-empty strings"
+    if len(names) > MAX_LABELS:
+        return f"{len(names)} labels, but masks hold at most {MAX_LABELS} ids (0-255)"
+    if len(set(names)) != len(names):
+        return "'names' has a name twice"
+    if not isinstance(colors, (list, tuple)) or len(colors) != len(names):
+        count = len(colors) if isinstance(colors, (list, tuple)) else "no"
+        return f"{len(names)} class names but {count} colours"
+    for index, color in enumerate(colors):
+        if not (isinstance(color, (list, tuple)) and len(color) == 3 and all(
+                isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= v <= 255
+                for v in color)):
+            return f"colour {index} ({names[index]}) is {color!r}, expected [r, g, b] in 0-255"
+    if void_id is not None and (isinstance(void_id, bool)
+                                or not isinstance(void_id, numbers.Integral)
+                                or not 0 <= void_id < len(names)):
+        return f"void_id is {void_id!r}, expected a label id in 0..{len(names) - 1} or null"
+    return None
 
 
 # The SegNet order of CamVid's 11 classes plus void (see the dataset's README).

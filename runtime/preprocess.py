@@ -35,6 +35,11 @@ class Geometry:
     offset_yx: tuple[int, int]   # top-left of the content inside the input
 
 
+# Below 32 pixels a stride-32 backbone has no feature map left; above 8192 an image no longer
+# fits the memory of the devices this is for.
+MIN_SIDE, MAX_SIDE = 32, 8192
+
+
 def parse_size(text: str, *, name: str = "--input-size") -> tuple[int, int]:
     """Parses 'HxW' (or a single number for a square) into (H, W)."""
     parts = text.lower().replace(",", "x").split("x")
@@ -44,8 +49,9 @@ def parse_size(text: str, *, name: str = "--input-size") -> tuple[int, int]:
         raise InputError(f"{name}: got {text!r}, expected HxW such as 352x480") from err
     if len(values) == 1:
         values = (values[0], values[0])
-    if len(values) != 2 or min(values) <= 0:
-        raise InputError(f"{name}: got {text!r}, expected HxW with two positive integers")
+    if len(values) != 2 or min(values) < MIN_SIDE or max(values) > MAX_SIDE:
+        raise InputError(f"{name}: got {text!r}, expected HxW with two integers from "
+                         f"{MIN_SIDE} to {MAX_SIDE}")
     return values  # type: ignore[return-value]
 
 

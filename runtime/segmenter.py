@@ -66,10 +66,10 @@ def read_model_card(model_path: str | os.PathLike) -> dict:
         raise InputError(f"{path}: model card is not readable JSON ({err})") from err
 
 
-def labels_for(card: dict, classes: int) -> LabelSet:
+def labels_for(card: dict, classes: int, source: str = "model card") -> LabelSet:
     """The card's labels; CamVid's when the card has none and the model has 11 classes."""
     if "labels" in card:
-        return LabelSet.from_dict(card["labels"])
+        return LabelSet.from_dict(card["labels"], source)
     if classes == CAMVID.num_classes:
         return CAMVID
     rng = np.random.default_rng(classes)
@@ -87,15 +87,18 @@ class Segmenter:
     def __init__(self, model_path: str | os.PathLike, options: SegmenterOptions | None = None):
         self.options = options or SegmenterOptions()
         self.model_path = str(model_path)
+        self.card = read_model_card(model_path)
         self.interpreter, self.info = make_interpreter(
             model_path, self.options.delegate, self.options.num_threads,
             device=self.options.device, delegate_path=self.options.delegate_path,
             fallback_cpu=self.options.fallback_cpu)
         adapters.check_image_model(self.interpreter, self.model_path)
-        self.card = read_model_card(model_path)
         self.input_hw = adapters.input_size(self.interpreter)
         self.num_classes = adapters.num_classes(self.interpreter)
-        self.labels = labels_for(self.card, self.num_classes)
+        self.labels = labels_for(self.card, self.num_classes, str(card_path(model_path)))
+        if self.labels.num_classes != self.num_classes:
+            raise InputError(f"{card_path(model_path)}: names {self.labels.num_classes} classes "
+                             f"but the model predicts {self.num_classes}")
         self.palette_bgr = self.labels.palette_bgr()
         self._input = adapters.input_details(self.interpreter)
         self._output = adapters.output_details(self.interpreter)

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.validate import FRAME_RATE
 from fcnedge.runtime.fileio import write_image_atomic
 from fcnedge.runtime.preprocess import IMAGE_SUFFIXES, read_image
 
@@ -244,7 +245,7 @@ class Mp4Sink:
             raise InputError(f"--output {self.path}: expected an .mp4 file name")
         self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"),
-                                      max(1.0, fps), (frame_hw[1], frame_hw[0]))
+                                      _container_fps(fps), (frame_hw[1], frame_hw[0]))
         if not self.writer.isOpened():
             raise InputError(f"--output {self.path}: OpenCV cannot write an mp4 here")
         self.frame_hw = tuple(frame_hw)
@@ -261,10 +262,32 @@ class Mp4Sink:
             return
         self.writer.release()
         self.writer = None
-        if self.frames:
-            os.replace(self.tmp, self.path)
-        elif self.tmp.exists():
-            self.tmp.unlink()
+        if not self.frames:
+            self.tmp.unlink(missing_ok=True)
+            return
+        # OpenCV only warns when FFmpeg cannot write a frame (a full disk): the file is read
+        # back, and renamed into place only when every frame reached it.
+        stored = frames_in_video(self.tmp)
+        if stored != self.frames:
+            self.tmp.unlink(missing_ok=True)
+            raise OSError(f"--output {self.path}: {stored} of {self.frames} frames reached the "
+                          f"disk (is it full?); nothing was written")
+        os.replace(self.tmp, self.path)
+
+
+def _container_fps(fps: float) -> float:
+    """A frame rate the mp4 muxer accepts: a source's own may be 0, NaN or infinite (OpenCV
+    spins on an infinite one)."""
+    return min(max(1.0, fps), 1000.0) if FRAME_RATE.contains(fps) else 30.0
+
+
+def frames_in_video(path: str | os.PathLike) -> int:
+    """The frame count a video file's index records (0 if it cannot be opened)."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))) if capture.isOpened() else 0
+    finally:
+        capture.release()
 
 
 def write_clip(source: SourceSpec | str, path: str | os.PathLike, fps: float = 30.0,
@@ -273,8 +296,7 @@ def write_clip(source: SourceSpec | str, path: str | os.PathLike, fps: float = 3
 
     Frames of another size than the first are resized to it. Returns frames, size and path.
     """
-    if not fps > 0:
-        raise InputError(f"--fps: got {fps}, expected a positive number")
+    FRAME_RATE.check(fps, "--fps")
     frames = open_source(source)
     if getattr(frames, "live", False):
         frames.close()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.preprocess import parse_size
 from fcnedge.train.splits import drive_counts, parse_names
+from fcnedge.runtime.validate import (COUNT, BELOW_ONE, FRAME_RATE, NON_NEGATIVE, POSITIVE, UNIT,
+                                      ZERO_OR_MORE, flag_type)
 
 log = logging.getLogger("fcnedge")
 DEFAULT_TAUS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
@@ -43,18 +46,18 @@ def add_parsers(subparsers) -> None:
     camvid.add_argument("--url", default=None, help="archive URL (a mirror); default: the "
                         "SegNet tutorial's GitHub archive")
     camvid.add_argument("--sha256", default=None, help="expected SHA-256 of the archive")
-    camvid.add_argument("--timeout", type=float, default=30.0, help="network timeout, seconds")
+    camvid.add_argument("--timeout", type=flag_type(POSITIVE), default=30.0, help="network timeout, seconds")
     add_common(camvid)
     camvid.set_defaults(handler=run_data_camvid)
 
     synth = data_sub.add_parser("synth", formatter_class=defaults,
                                 help="write a synthetic street-scene dataset (SegNet layout)")
     synth.add_argument("--dest", required=True, help="folder to write")
-    synth.add_argument("--num", type=int, default=64, help="training images")
-    synth.add_argument("--num-val", type=int, default=None, help="validation images "
+    synth.add_argument("--num", type=flag_type(COUNT), default=64, help="training images")
+    synth.add_argument("--num-val", type=flag_type(ZERO_OR_MORE), default=None, help="validation images "
                        "(default: a quarter of --num)")
     synth.add_argument("--size", default="360x480", help="image size HxW")
-    synth.add_argument("--seed", type=int, default=0, help="random seed")
+    synth.add_argument("--seed", type=flag_type(ZERO_OR_MORE), default=0, help="random seed")
     add_common(synth)
     synth.set_defaults(handler=run_data_synth)
 
@@ -63,8 +66,8 @@ def add_parsers(subparsers) -> None:
                                "to stream or benchmark")
     clip.add_argument("--source", required=True, help="image folder, glob or video file")
     clip.add_argument("--out", required=True, help="the .mp4 to write")
-    clip.add_argument("--fps", type=float, default=30.0)
-    clip.add_argument("--max-frames", type=int, default=None)
+    clip.add_argument("--fps", type=flag_type(FRAME_RATE), default=30.0)
+    clip.add_argument("--max-frames", type=flag_type(COUNT), default=None)
     add_common(clip)
     clip.set_defaults(handler=run_data_clip)
 
@@ -76,31 +79,31 @@ def add_parsers(subparsers) -> None:
     train.add_argument("--arch", default="fcn8s",
                        choices=["fcn32s", "fcn16s", "fcn8s", "fcn4s", "fcn2s"])
     train.add_argument("--backbone", default="mobilenetv2", choices=["vgg16", "mobilenetv2"])
-    train.add_argument("--alpha", type=float, default=0.35, help="MobileNetV2 width multiplier")
+    train.add_argument("--alpha", type=flag_type(POSITIVE), default=0.35, help="MobileNetV2 width multiplier")
     train.add_argument("--input-size", default=None,
                        help="HxW, multiples of 32 (default 224x224 for vgg16, 352x480 for "
                        "mobilenetv2)")
     train.add_argument("--decoder", default="bilinear", choices=["bilinear", "transpose"],
                        help="upsampling: fixed bilinear resize, or learned transposed "
                        "convolutions as in the paper")
-    train.add_argument("--fc-units", type=int, default=None,
+    train.add_argument("--fc-units", type=flag_type(ZERO_OR_MORE), default=None,
                        help="width of the fc6/fc7 head (default 4096 for vgg16, 0 for "
                        "mobilenetv2)")
-    train.add_argument("--bn-momentum", type=float, default=0.9,
+    train.add_argument("--bn-momentum", type=flag_type(BELOW_ONE), default=0.9,
                        help="BatchNorm momentum of MobileNetV2 (Keras' 0.999 breaks short "
                        "from-scratch runs)")
-    train.add_argument("--dropout", type=float, default=0.1)
-    train.add_argument("--epochs", type=int, default=None,
+    train.add_argument("--dropout", type=flag_type(BELOW_ONE), default=0.1)
+    train.add_argument("--epochs", type=flag_type(COUNT), default=None,
                        help="default 40; with --resume, the run's own count "
                             "(pass it to extend the run: the schedule stretches to match)")
-    train.add_argument("--batch-size", type=int, default=8, help="per replica")
+    train.add_argument("--batch-size", type=flag_type(COUNT), default=8, help="per replica")
     train.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
-    train.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
-    train.add_argument("--weight-decay", type=float, default=1e-4)
+    train.add_argument("--lr", type=flag_type(POSITIVE), default=2e-3, help="peak learning rate")
+    train.add_argument("--weight-decay", type=flag_type(NON_NEGATIVE), default=1e-4)
     train.add_argument("--schedule", default="cosine", choices=["cosine", "poly", "constant"])
-    train.add_argument("--warmup-epochs", type=float, default=1.0)
+    train.add_argument("--warmup-epochs", type=flag_type(NON_NEGATIVE), default=1.0)
     train.add_argument("--class-weights", default="median-freq", choices=["none", "median-freq"])
-    train.add_argument("--class-weight-power", type=float, default=1.0, metavar="P",
+    train.add_argument("--class-weight-power", type=flag_type(POSITIVE), default=1.0, metavar="P",
                        help="median-freq weights raised to P (0 < P <= 1; 0.5 = square root): "
                        "tempers the balancing")
     train.add_argument("--loss", default="ce", choices=["ce", "ce+lovasz"],
@@ -118,23 +121,23 @@ def add_parsers(subparsers) -> None:
     train.add_argument("--strategy", default="default",
                        choices=["default", "mirrored", "multi-worker"],
                        help="tf.distribute strategy; multi-worker reads TF_CONFIG")
-    train.add_argument("--local-workers", type=int, default=None, metavar="N",
+    train.add_argument("--local-workers", type=flag_type(COUNT), default=None, metavar="N",
                        help="try multi-worker training here: N worker processes on loopback "
                        "ports, TF_CONFIG written for each (worker 0 writes the run)")
-    train.add_argument("--scale-min", type=float, default=0.75, help="random scale range")
-    train.add_argument("--scale-max", type=float, default=1.5)
+    train.add_argument("--scale-min", type=flag_type(POSITIVE), default=0.75, help="random scale range")
+    train.add_argument("--scale-max", type=flag_type(POSITIVE), default=1.5)
     train.add_argument("--paste-classes", default="", metavar="NAMES",
                        help="comma-separated classes whose pixels are copy-pasted from one "
                             "image of a batch into another (e.g. Pole,SignSymbol); default none")
-    train.add_argument("--paste-prob", type=float, default=0.5,
+    train.add_argument("--paste-prob", type=flag_type(UNIT), default=0.5,
                        help="chance that an image receives a copy-paste")
-    train.add_argument("--camera-jitter", type=float, default=0.0, metavar="S",
+    train.add_argument("--camera-jitter", type=flag_type(UNIT), default=0.0, metavar="S",
                        help="strength in [0, 1] of white-balance, exposure, blur and noise "
                             "jitter, for streets filmed by other cameras on other days (0: off)")
     train.add_argument("--no-augment", action="store_true", help="train on unaugmented images")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--val-every", type=int, default=1, help="score val every N epochs")
-    train.add_argument("--save-every", type=int, default=0, metavar="N",
+    train.add_argument("--seed", type=flag_type(ZERO_OR_MORE), default=0)
+    train.add_argument("--val-every", type=flag_type(COUNT), default=1, help="score val every N epochs")
+    train.add_argument("--save-every", type=flag_type(ZERO_OR_MORE), default=0, metavar="N",
                        help="also keep the weights of every Nth epoch in OUT/epochs/ "
                             "(0: only best and last)")
     train.add_argument("--train-splits", default="train", metavar="SPLITS",
@@ -150,9 +153,9 @@ def add_parsers(subparsers) -> None:
     train.add_argument("--keep", default="best", choices=["best", "last"],
                        help="the run's model: the epoch with the best validation mIoU, or the "
                             "last epoch (a fixed schedule, for when validation also trains)")
-    train.add_argument("--limit-train", type=int, default=None, help="use the first N images")
-    train.add_argument("--limit-val", type=int, default=None, help="use the first N images")
-    train.add_argument("--threads", type=int, default=None,
+    train.add_argument("--limit-train", type=flag_type(COUNT), default=None, help="use the first N images")
+    train.add_argument("--limit-val", type=flag_type(COUNT), default=None, help="use the first N images")
+    train.add_argument("--threads", type=flag_type(COUNT), default=None,
                        help="TensorFlow CPU threads (default: all cores)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--overwrite", action="store_true", help="replace a run in --out")
@@ -172,8 +175,8 @@ def add_parsers(subparsers) -> None:
                                "prefixes, e.g. 0006R0 with --split train,val: a held-out drive)")
     evaluate.add_argument("--exclude-drives", default="", metavar="DRIVES",
                           help="score every drive but these")
-    evaluate.add_argument("--limit", type=int, default=None, help="first N images only")
-    evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--limit", type=flag_type(COUNT), default=None, help="first N images only")
+    evaluate.add_argument("--batch-size", type=flag_type(COUNT), default=8)
     evaluate.add_argument("--input-size", default=None, metavar="HxW",
                           help="score a Keras model at another input size (multiples of 32) "
                           "than it was trained at, to pick the size to export (default: its own)")
@@ -182,7 +185,7 @@ def add_parsers(subparsers) -> None:
     evaluate.add_argument("--error-class", default=None, metavar="NAME",
                           help="also draw errors-NAME.png: the images with the most errors of "
                           "this class, its pixels painted found / missed / false alarm")
-    evaluate.add_argument("--error-images", type=int, default=6,
+    evaluate.add_argument("--error-images", type=flag_type(COUNT), default=6,
                           help="how many images errors-NAME.png shows")
     evaluate.add_argument("--uncorrected", action="store_true",
                           help="score the weights as trained, without the run's prior "
@@ -203,8 +206,8 @@ def add_parsers(subparsers) -> None:
     correct_prior.add_argument("--split", default="train", help="split to choose tau on")
     correct_prior.add_argument("--taus", default=",".join(f"{t:g}" for t in DEFAULT_TAUS),
                                help="comma-separated tau values to try (0 = as trained)")
-    correct_prior.add_argument("--limit", type=int, default=None, help="first N images only")
-    correct_prior.add_argument("--batch-size", type=int, default=8)
+    correct_prior.add_argument("--limit", type=flag_type(COUNT), default=None, help="first N images only")
+    correct_prior.add_argument("--batch-size", type=flag_type(COUNT), default=8)
     add_common(correct_prior)
     correct_prior.set_defaults(handler=run_correct_prior)
 
@@ -433,13 +436,14 @@ def _parse_taus(text: str) -> tuple[float, ...]:
         taus = tuple(sorted({float(part) for part in text.split(",") if part.strip()}))
     except ValueError:
         taus = ()
-    if not taus:
+    if not taus or not all(math.isfinite(tau) for tau in taus):
         raise InputError(f"--taus: got {text!r}, expected comma-separated numbers such as "
                          "0,0.5,1")
     return taus
 
 
 def run_correct_prior(args) -> dict:
+    taus = _parse_taus(args.taus)     # before TensorFlow loads: bad input fails at once
     import numpy as np
 
     from fcnedge.runtime.fileio import write_text_atomic
@@ -450,7 +454,6 @@ def run_correct_prior(args) -> dict:
     from fcnedge.train.evaluate import keras_logits
     from fcnedge.train.trainer import RUN_FILE, load_trained_model
 
-    taus = _parse_taus(args.taus)
     if args.batch_size < 1:
         raise InputError(f"--batch-size: got {args.batch_size}, expected a positive integer")
     run_dir = Path(args.model)

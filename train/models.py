@@ -15,6 +15,7 @@ import numpy as np
 
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.preprocess import check_divisible
+from fcnedge.runtime.validate import BELOW_ONE, POSITIVE, ZERO_OR_MORE
 from fcnedge.train.tfcompat import keras, tf
 
 # Skip layers per backbone, by output stride. Names are Keras Applications' own, so they are
@@ -71,12 +72,13 @@ class ModelConfig:
             raise InputError(f"--decoder: got {self.decoder!r}, expected one of "
                              f"{', '.join(DECODERS)}")
         check_divisible(self.input_hw, 32)
-        if not 0 < self.alpha <= 1.4:
+        if not (POSITIVE.contains(self.alpha) and self.alpha <= 1.4):
             raise InputError(f"--alpha: got {self.alpha}, expected a width in (0, 1.4]")
         if self.num_classes < 2:
             raise InputError(f"num_classes: got {self.num_classes}, expected at least 2")
-        if not 0.0 <= self.bn_momentum < 1.0:
-            raise InputError(f"--bn-momentum: got {self.bn_momentum}, expected 0 <= m < 1")
+        BELOW_ONE.check(self.bn_momentum, "--bn-momentum")
+        BELOW_ONE.check(self.dropout, "--dropout")
+        ZERO_OR_MORE.check(self.fc_units, "--fc-units")
 
     @property
     def name(self) -> str:

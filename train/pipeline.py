@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.validate import POSITIVE, UNIT
 from fcnedge.train.tfcompat import tf
 
 
@@ -35,12 +36,10 @@ class AugmentConfig:
     def __post_init__(self):
         # A run.json stores the tuple as a list; keep the config hashable and comparable.
         object.__setattr__(self, "paste_classes", tuple(self.paste_classes))
-        if not 0.0 <= self.camera_jitter <= 1.0:
-            raise InputError(f"--camera-jitter: got {self.camera_jitter}, expected a number "
-                             "in [0, 1]")
-        if not 0.0 <= self.paste_probability <= 1.0:
-            raise InputError(f"--paste-prob: got {self.paste_probability}, expected a number "
-                             "in [0, 1]")
+        UNIT.check(self.camera_jitter, "--camera-jitter")
+        UNIT.check(self.paste_probability, "--paste-prob")
+        POSITIVE.check(self.scale_min, "--scale-min")
+        POSITIVE.check(self.scale_max, "--scale-max")
 
     def paste_ids(self, names: tuple[str, ...] | list[str]) -> tuple[int, ...]:
         """The label ids of `paste_classes` in a label set's `names`; unknown names are an error."""

@@ -33,6 +33,7 @@ import numpy as np
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.fileio import atomic_path, prepare_output_folder, write_json_atomic
 from fcnedge.runtime.labels import CAMVID, LabelSet
+from fcnedge.runtime.validate import COUNT, NON_NEGATIVE, POSITIVE, ZERO_OR_MORE, check_optional
 from fcnedge.train.data import label_histogram, load_split, median_frequency_weights
 from fcnedge.train.distributed import is_chief_task
 from fcnedge.train.evaluate import evaluate_predictor, keras_predictor
@@ -107,8 +108,13 @@ class TrainConfig:
         if self.save_every < 0:
             raise InputError(f"--save-every: got {self.save_every}, expected 0 (off) or a "
                              "positive number of epochs")
-        if not self.learning_rate > 0:
-            raise InputError(f"--lr: got {self.learning_rate}, expected a positive number")
+        POSITIVE.check(self.learning_rate, "--lr")
+        NON_NEGATIVE.check(self.weight_decay, "--weight-decay")
+        NON_NEGATIVE.check(self.warmup_epochs, "--warmup-epochs")
+        ZERO_OR_MORE.check(self.seed, "--seed")
+        for value, flag in ((self.threads, "--threads"), (self.limit_train, "--limit-train"),
+                            (self.limit_val, "--limit-val")):
+            check_optional(value, COUNT, flag)
         if not 0 < self.class_weight_power <= 1:
             raise InputError(f"--class-weight-power: got {self.class_weight_power}, expected a "
                              "number in (0, 1]")
@@ -276,6 +282,11 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     model_config = config.model
     # Every input is read and checked before --overwrite may clear the run folder.
     train_pairs, val_pairs = select_train_val(config)
+    if config.batch_size * strategy.num_replicas_in_sync > len(train_pairs):
+        # A batch larger than the split would be built from repeats, in memory, at once.
+        raise InputError(f"--batch-size: got {config.batch_size} (x "
+                         f"{strategy.num_replicas_in_sync} replicas), expected at most the "
+                         f"{len(train_pairs)} training images")
     log.info("loading %s: %d training images (drives %s), %d validation images (drives %s) "
              "at %dx%d", config.data, len(train_pairs), _drives_text(train_pairs),
              len(val_pairs), _drives_text(val_pairs), *model_config.input_hw)
@@ -632,7 +643,7 @@ def load_trained_model(path: str | os.PathLike, input_hw: tuple[int, int] | None
     info = read_json(run_dir / RUN_FILE, "run file (run.json beside the weights)")
     try:
         config = ModelConfig.from_dict(info["model"])
-        labels = LabelSet.from_dict(info["labels"])
+        labels = LabelSet.from_dict(info.get("labels"), str(run_dir / RUN_FILE))
     except (KeyError, TypeError) as err:
         raise InputError(f"{run_dir / RUN_FILE}: not an fcnedge run file ({err})") from err
     if input_hw is not None:
