@@ -43,5 +43,5 @@ setup(
     package_data={"fcnedge.models": ["*.tflite", "*.json", "*.h5", "*.md"]},
     install_requires=RUNTIME_REQUIRES,
     extras_require={"train": TRAIN_REQUIRES, "dev": TRAIN_REQUIRES + DEV_REQUIRES},
-    entry_points={"console_scripts": ["fcnedge=fcnedge.cli:main"]},
+    entry_points={"console_scripts": ["fcnedge=fcnedge:console_main"]},
 )

@@ -7,8 +7,11 @@ code, and report the drop per format.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,11 +20,11 @@ import numpy as np
 from fcnedge.convert.export import INTEGER_FORMATS, Format, to_tflite
 from fcnedge.convert.inspect import export_rule_violations, read_graph
 from fcnedge.runtime.errors import InputError
-from fcnedge.runtime.fileio import (prepare_output_folder, write_bytes_atomic,
-                                    write_json_atomic)
+from fcnedge.runtime.fileio import atomic_path, prepare_output_folder, write_json_atomic
 from fcnedge.runtime.segmenter import card_path
 
 CONVERT_RECORD = "convert.json"   # in --out: what the command converted; marks the folder as its own
+SCRATCH_FOLDER = ".scratch"       # in --out, while converting
 
 log = logging.getLogger("fcnedge.convert")
 
@@ -110,6 +113,7 @@ def convert(options: ConvertOptions, progress=None) -> dict:
     """Runs the steps in the module docstring; returns the verification table as a dict."""
     from fcnedge.train.data import find_pairs, load_split
     from fcnedge.train.evaluate import evaluate_predictor, keras_predictor, tflite_predictor
+    from fcnedge.train.splits import limit_pairs
     from fcnedge.train.trainer import load_trained_model
 
     # 1. Inputs first.
@@ -117,11 +121,12 @@ def convert(options: ConvertOptions, progress=None) -> dict:
     model_path = Path(options.model)
     if not model_path.exists():
         raise InputError(f"--model {model_path}: not found")
-    calib_pairs = find_pairs(options.data, "train", options.limit_train)
+    calib_pairs = limit_pairs(find_pairs(options.data, "train"), options.limit_train,
+                              "--limit-train")
     qat = Format.INT8_QAT in options.formats
     # QAT picks its epoch on val, as the trainer picks its best epoch.
-    val_pairs = find_pairs(options.data, options.val_split, options.limit_val) \
-        if options.verify or qat else []
+    val_pairs = limit_pairs(find_pairs(options.data, options.val_split), options.limit_val,
+                            "--limit-val") if options.verify or qat else []
 
     # 2. Model and calibration images (a seeded sample of the training split), then the output
     # folder: --overwrite clears it only once every input has loaded.
@@ -135,36 +140,9 @@ def convert(options: ConvertOptions, progress=None) -> dict:
     calibration = load_split([calib_pairs[i] for i in sorted(chosen)], config.input_hw,
                              labels).images
     val_arrays = load_split(val_pairs, config.input_hw, labels) if val_pairs else None
-    sources = {fmt: model for fmt in options.formats}
-    qat_history = None
-    if qat:
-        sources[Format.INT8_QAT], qat_history = _quantization_aware_training(
-            model, calib_pairs, val_arrays, calibration, config, labels, info, options)
-
-    # 3. One file and one card per format.
-    rows, written = [], {}
-    stem = config.name
-    for fmt in options.formats:
-        log.info("converting %s", fmt.value)
-        data = to_tflite(sources[fmt], fmt, calibration, options.io_type, options.per_tensor)
-        path = out / f"{stem}_{fmt.value}.tflite"
-        write_bytes_atomic(path, data)
-        graph = read_graph(path)
-        problems = export_rule_violations(graph, integer_io=fmt in INTEGER_FORMATS)
-        if problems:
-            raise RuntimeError(f"{path}: breaks the export rules: {'; '.join(problems)}")
-        card = model_card(fmt, graph, config, labels, info, options, len(data))
-        if fmt is Format.INT8_QAT:
-            card["qat"] = {"epochs": options.qat_epochs, "learning_rate": options.qat_lr,
-                           "freeze_batchnorm": options.qat_freeze_bn,
-                           "batchnorm": ("folded before QAT" if options.per_tensor
-                                         else "frozen" if options.qat_freeze_bn else "training"),
-                           "history": qat_history,
-                           "kept_epoch": next(entry["epoch"] for entry in qat_history
-                                              if entry.get("kept"))}
-        write_json_atomic(card_path(path), card)
-        written[fmt] = (path, card)
-        rows.append(FormatRow(fmt.value, str(path), round(len(data) / 2**20, 3)))
+    with scratch_tempdir(out / SCRATCH_FOLDER):
+        rows, written, qat_history = _write_formats(model, calib_pairs, val_arrays, calibration,
+                                                    config, labels, info, options, out)
 
     result = {"model": str(model_path), "out": str(out), "rows": []}
     if options.edgetpu:
@@ -199,6 +177,60 @@ def convert(options: ConvertOptions, progress=None) -> dict:
     result["table"] = format_table(result)
     write_json_atomic(out / CONVERT_RECORD, {"status": "done", **result})
     return result
+
+
+def _write_formats(model, calib_pairs, val_arrays, calibration, config, labels, info,
+                   options: ConvertOptions, out: Path):
+    """QAT if asked, then one .tflite and its card per format; returns (rows, written, QAT
+    history). The card lands first: a kill between the two leaves a card without a model,
+    never a model without its card."""
+    sources = {fmt: model for fmt in options.formats}
+    qat_history = None
+    if Format.INT8_QAT in options.formats:
+        sources[Format.INT8_QAT], qat_history = _quantization_aware_training(
+            model, calib_pairs, val_arrays, calibration, config, labels, info, options)
+
+    # 3. One file and one card per format.
+    rows, written = [], {}
+    for fmt in options.formats:
+        log.info("converting %s", fmt.value)
+        data = to_tflite(sources[fmt], fmt, calibration, options.io_type, options.per_tensor)
+        path = out / f"{config.name}_{fmt.value}.tflite"
+        with atomic_path(path) as staged:
+            staged.write_bytes(data)
+            graph = read_graph(staged)
+            problems = export_rule_violations(graph, integer_io=fmt in INTEGER_FORMATS)
+            if problems:
+                raise RuntimeError(f"{path}: breaks the export rules: {'; '.join(problems)}")
+            card = model_card(fmt, graph, config, labels, info, options, len(data))
+            if fmt is Format.INT8_QAT:
+                card["qat"] = {"epochs": options.qat_epochs, "learning_rate": options.qat_lr,
+                               "freeze_batchnorm": options.qat_freeze_bn,
+                               "batchnorm": ("folded before QAT" if options.per_tensor
+                                             else "frozen" if options.qat_freeze_bn
+                                             else "training"),
+                               "history": qat_history,
+                               "kept_epoch": next(entry["epoch"] for entry in qat_history
+                                                  if entry.get("kept"))}
+            write_json_atomic(card_path(path), card)
+        written[fmt] = (path, card)
+        rows.append(FormatRow(fmt.value, str(path), round(len(data) / 2**20, 3)))
+    return rows, written, qat_history
+
+
+@contextlib.contextmanager
+def scratch_tempdir(folder: Path):
+    """Points Python's temporary files (the TFLite converter's SavedModel folders) into
+    `folder` while the block runs, and removes it after: a killed convert leaves its scratch
+    inside --out, where the next convert clears it, rather than in /tmp."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    previous, tempfile.tempdir = tempfile.tempdir, str(folder)
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _quantization_aware_training(model, train_pairs, val_arrays, calibration, config, labels,

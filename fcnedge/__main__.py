@@ -1,4 +1,4 @@
 """`python -m fcnedge` is the `fcnedge` command."""
-from fcnedge.cli import main
+from fcnedge import console_main
 
-raise SystemExit(main())
+raise SystemExit(console_main())

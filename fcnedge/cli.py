@@ -11,9 +11,9 @@ import os
 import sys
 import traceback
 
-from fcnedge import __version__
+from fcnedge import INTERRUPTED_EXIT, __version__
 from fcnedge.runtime.errors import InputError
-from fcnedge.runtime.fileio import write_json_atomic
+from fcnedge.runtime.fileio import check_writable_location, write_json_atomic
 from fcnedge.runtime.quiet import silence_native_stderr
 from fcnedge.runtime.validate import OneLineParser
 
@@ -60,10 +60,13 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(message)s", stream=sys.stderr)
     name = " ".join(part for part in (args.command, getattr(args, "action", None)) if part)
     try:
+        if getattr(args, "json", None):
+            check_writable_location(args.json, "--json")
         result = args.handler(args)
         if getattr(args, "json", None) and result is not None:
             write_json_atomic(args.json, result)
-        return 0
+        # Stopped by Ctrl-C or SIGTERM with its outputs finalised: a script can tell.
+        return INTERRUPTED_EXIT if isinstance(result, dict) and result.get("interrupted") else 0
     except InputError as err:
         if args.verbose:
             traceback.print_exc()
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print(f"fcnedge {name}: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED_EXIT
     except Exception as err:  # the last line of defence: one line, exit 1
         if args.verbose:
             traceback.print_exc()

@@ -66,7 +66,8 @@ def run_stream(args) -> dict:
     from fcnedge.runtime.pipeline import StreamOptions, stream
     from fcnedge.runtime.preprocess import ResizeMode
     from fcnedge.runtime.segmenter import Segmenter, SegmenterOptions
-    from fcnedge.runtime.video import check_writable_folder, open_source, parse_source
+    from fcnedge.runtime.video import (check_writable_folder, open_source, parse_source,
+                                       redact_url)
 
     window = not args.no_window
     if window and not _display_available():
@@ -102,7 +103,7 @@ def run_stream(args) -> dict:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    summary = {"model": args.model, "source": str(args.source), "output": args.output,
+    summary = {"model": args.model, "source": redact_url(args.source), "output": args.output,
                "masks": args.masks, "interpreter": segmenter.info_dict,
                **stats.summary()}
     summary["interrupted"] = stats.interrupted or terminated.is_set()

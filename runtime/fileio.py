@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -67,6 +68,39 @@ def write_image_atomic(path: str | os.PathLike, image) -> Path:
     if not ok:
         raise OSError(f"{path}: OpenCV could not encode a {suffix} image of shape {image.shape}")
     return write_bytes_atomic(path, encoded.tobytes())
+
+
+def safe_file_part(name: str) -> str:
+    """`name` fit to be part of a file name: letters, digits, '.', '_' and '-' kept, anything
+    else (a '/' or '..' from a label file above all) replaced by '_'."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")
+    return cleaned or "_"
+
+
+def check_writable_location(path: str | os.PathLike, flag: str, folder: bool = False) -> Path:
+    """Checks, before any work, that `path` can be written later: a file path must not be a
+    folder, a folder path must not be a file, and the nearest existing folder on the way must
+    take a new file. Nothing is created.
+
+    Raises:
+      InputError: naming the flag, the path and what is in the way.
+    """
+    from fcnedge.runtime.errors import InputError
+
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise InputError(f"{flag} {path}: is a {'file' if folder else 'folder'}; expected "
+                         f"{'a folder' if folder else 'a file name'}")
+    parent = path if folder and path.is_dir() else path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{flag} {path}: {parent} is a file, not a folder")
+    try:
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError as err:
+        raise InputError(f"{flag} {path}: cannot write in {parent} ({err.strerror})") from err
+    return path
 
 
 def _inside(path: Path, folder: Path) -> bool:

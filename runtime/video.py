@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob as globlib
 import logging
+from urllib.parse import urlsplit, urlunsplit
 import os
 import queue
 import threading
@@ -43,6 +44,19 @@ class SourceSpec:
     value: str | int
 
 
+def redact_url(text) -> str:
+    """A source as it may be printed or stored: a URL's password (and a user name given with
+    one) replaced by ***, e.g. rtsp://***@camera.local/stream."""
+    text = str(text)
+    if not text.lower().startswith(_URL_PREFIXES):
+        return text
+    parts = urlsplit(text)
+    if "@" not in parts.netloc:
+        return text
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
+
+
 def parse_source(text: str) -> SourceSpec:
     """Classifies a --source argument; raises InputError if nothing matches."""
     text = str(text)
@@ -56,7 +70,8 @@ def parse_source(text: str) -> SourceSpec:
         return SourceSpec("glob", text)
     if os.path.isfile(text):
         return SourceSpec("file", text)
-    raise InputError(f"--source {text}: not a camera index, URL, folder, glob or existing file")
+    raise InputError(f"--source {redact_url(text)}: not a camera index, URL, folder, glob or "
+                     "existing file")
 
 
 class ImageSequence:
@@ -137,7 +152,7 @@ class LiveSource:
                  backoff_s: float = 0.5):
         self.target, self.opener = target, opener
         self.max_retries, self.backoff_s = max_retries, backoff_s
-        self.name = str(target)
+        self.name = redact_url(target)
         self.dropped = 0
         self.reconnects = 0
         self._latest: Frame | None = None
@@ -146,8 +161,11 @@ class LiveSource:
         self._finished = False
         self.capture = opener(target)
         if not self.capture.isOpened():
-            raise InputError(f"--source {target}: cannot open this camera or stream")
+            raise InputError(f"--source {self.name}: cannot open this camera or stream")
         self.fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0) or 30.0
+        # A URL to a video file has a length; a camera or live stream reports none. A file that
+        # has ended is not reconnected to, or it would replay from the start forever.
+        self.length = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
         self._thread.start()
 
@@ -169,15 +187,17 @@ class LiveSource:
         return False
 
     def _run(self):
-        index = 0
+        index = since_open = 0
         try:
             while not self._stop.is_set():
                 start = time.perf_counter()
                 ok, image = self.capture.read()
                 if not ok or image is None:
-                    if not self._reconnect():
+                    if 0 < self.length <= since_open or not self._reconnect():
                         return
+                    since_open = 0
                     continue
+                since_open += 1
                 now = time.perf_counter()
                 with self._condition:
                     if self._latest is not None:

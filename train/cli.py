@@ -330,7 +330,8 @@ def run_eval(args) -> dict:
     from fcnedge.train.evaluate import (WorstImages, evaluate_predictor, format_scores_table,
                                         keras_predictor, plot_confusion, tflite_predictor,
                                         write_class_error_sheet)
-    from fcnedge.runtime.fileio import write_json_atomic, write_text_atomic
+    from fcnedge.runtime.fileio import (check_writable_location, safe_file_part,
+                                        write_json_atomic, write_text_atomic)
     from fcnedge.train.models import ModelConfig
     from fcnedge.train.trainer import load_trained_model
 
@@ -339,6 +340,8 @@ def run_eval(args) -> dict:
     if args.error_images < 1:
         raise InputError(f"--error-images: got {args.error_images}, expected a positive integer")
     pairs, split_label = eval_pairs(args)
+    if args.out:
+        check_writable_location(args.out, "--out", folder=True)
     model_path = Path(args.model)
     if not model_path.exists():
         raise InputError(f"--model {model_path}: not found")
@@ -405,7 +408,7 @@ def run_eval(args) -> dict:
     if worst is not None:
         name = labels.class_names[worst.class_id]
         sheet = write_class_error_sheet(worst, pairs, arrays.full_masks, labels,
-                                        out / f"errors-{name}.png")
+                                        out / f"errors-{safe_file_part(name)}.png")
         if sheet:
             log.info("wrote %s", sheet)
         else:

@@ -236,14 +236,44 @@ def _resumed_config(config: TrainConfig, resume: bool) -> tuple[TrainConfig, dic
     if not resume:
         return config, {}
     stored = _read_run_to_resume(Path(config.out))
+    read_history(Path(config.out))         # a corrupt history fails before any work
     stored_config = TrainConfig.from_dict(stored["train"])
     return replace(stored_config, data=config.data, out=config.out, epochs=config.epochs,
                    threads=config.threads), stored
 
 
+def read_history(run_dir: Path) -> list:
+    """A run's history.json ([] before its first epoch).
+
+    Raises:
+      InputError: the file is not a list of epoch entries (named, so it can be mended).
+    """
+    path = run_dir / HISTORY_FILE
+    if not path.is_file():
+        return []
+    history = read_json(path, "training history")
+    if not isinstance(history, list) or not all(
+            isinstance(entry, dict) and isinstance(entry.get("epoch"), int) for entry in history):
+        raise InputError(f"{path}: not a training history (expected a list of epoch entries); "
+                         "restore it or start the run afresh with --overwrite")
+    return history
+
+
+def remove_leftovers(run_dir: Path) -> None:
+    """Removes what a killed save left: `.save-*` folders and `.*.tmp*` files (see atomic_path)."""
+    for leftover in list(run_dir.glob(".save-*")) + list(run_dir.glob(".*.tmp*")):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
 def _prepare_run_dir(config: TrainConfig, resume: bool, overwrite: bool) -> None:
-    if resume or (config.strategy == "multi-worker" and not is_chief_task()):
-        return          # a resume keeps its folder; the chief prepares it for the workers
+    if resume:
+        remove_leftovers(Path(config.out))
+        return          # a resume keeps its folder
+    if config.strategy == "multi-worker" and not is_chief_task():
+        return          # the chief prepares it for the workers
     prepare_output_folder(Path(config.out), overwrite, inputs=(config.data, config.init_weights),
                           owned_marker=RUN_FILE,
                           hint="pass --resume to continue that run or --overwrite to replace it")
@@ -340,9 +370,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     if resume:
         if latest:
             checkpoint.restore(latest)
-        history_path = Path(config.out) / HISTORY_FILE
-        if history_path.is_file():
-            history = json.loads(history_path.read_text())
+        history = read_history(Path(config.out))
         # Epochs after the checkpoint were not saved with the model: drop them, redo them.
         history = [entry for entry in history if entry["epoch"] <= int(epoch_var.numpy())]
         log.info("resuming %s after epoch %d of %d", run_dir, int(epoch_var.numpy()),
