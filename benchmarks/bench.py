@@ -27,6 +27,7 @@ from fcnedge.runtime.fileio import (atomic_path, prepare_output_folder, write_js
 from fcnedge.runtime.interpreter import default_threads
 from fcnedge.runtime.quiet import child_stderr
 from fcnedge.runtime.segmenter import read_model_card
+from fcnedge.train.run_folder import BEST_WEIGHTS, LAST_WEIGHTS, run_weights
 
 log = logging.getLogger("fcnedge.bench")
 
@@ -77,8 +78,21 @@ def model_kind(path: str) -> str:
     if not candidate.exists():
         raise InputError(f"--models {path}: not found")
     if candidate.is_file() and candidate.suffix == ".tflite":
+        # Opened once here (one thread, on the CPU), so a file no row could run is bad input
+        # now rather than a failed row after the others have been measured.
+        from fcnedge.runtime.adapters import check_image_model
+        from fcnedge.runtime.interpreter import make_interpreter
+
+        try:
+            interpreter, _ = make_interpreter(candidate, num_threads=1)
+            check_image_model(interpreter, str(candidate))
+        except InputError as err:
+            raise InputError(str(err).replace("--model ", "--models ", 1)) from err
         return "tflite"
     if candidate.is_dir() and (candidate / "run.json").is_file():
+        if run_weights(candidate) is None:
+            raise InputError(f"--models {path}: the run folder has no weights ({BEST_WEIGHTS} "
+                             f"or {LAST_WEIGHTS}); has it finished an epoch?")
         return "keras"
     if candidate.is_file() and candidate.suffix == ".h5" and (candidate.parent / "run.json").is_file():
         return "keras"

@@ -68,10 +68,20 @@ def run_bench(args) -> dict:
                            stream_threads=args.stream_threads)
     result = bench(options)
     print(result["table"])
-    below = [row["model"] for row in result["rows"] if row["status"] == "below floor"]
-    if below:
-        raise RuntimeError(f"--min-miou {options.min_miou}: below the floor: {', '.join(below)}")
+    raise_for_failed_rows(result, options.min_miou)
     return result
+
+
+def raise_for_failed_rows(report: dict, min_miou: float | None = None) -> None:
+    """Exit 1 (after the report is written) when a row failed or fell below --min-miou."""
+    failed = [f"{row['model']} ({row.get('reason', 'failed')})" for row in report["rows"]
+              if row["status"] == "failed"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(report['rows'])} rows failed: "
+                           f"{'; '.join(failed)}")
+    below = [row["model"] for row in report["rows"] if row["status"] == "below floor"]
+    if below:
+        raise RuntimeError(f"--min-miou {min_miou}: below the floor: {', '.join(below)}")
 
 
 def run_demo(args) -> dict:
@@ -87,4 +97,6 @@ def run_demo(args) -> dict:
         print(f"{label:>14}: {result[key]}")
     for name, path in result.get("bench", {}).items():
         print(f"{name:>14}: {path}")
+    if "bench_report" in result:
+        raise_for_failed_rows(result["bench_report"])
     return result

@@ -142,5 +142,8 @@ def demo(options: DemoOptions) -> dict:
                                     limit=options.bench_images))
         result["bench"] = report["files"]
         result["bench_table"] = report["table"]
+        result["bench_report"] = {"rows": [{key: row.get(key) for key in
+                                            ("model", "status", "reason")}
+                                           for row in report["rows"]]}
     write_json_atomic(out / "demo.json", result)
     return result

@@ -106,15 +106,12 @@ class KerasRow:
 
         self.tf = tf
         self._preprocess, self._labels_to_frame = preprocess, labels_to_frame
-        self.model, config, self.labels, _ = load_trained_model(spec["model"])
+        self.model, config, self.labels, info = load_trained_model(spec["model"])
         self.input_hw = config.input_hw
         gpus = tf.config.list_physical_devices("GPU")
         self.device = f"GPU ({gpus[0].name})" if gpus else "CPU (TensorFlow)"
         self.format = self.model_format = "keras float32"
-        weights = Path(spec["model"])
-        weights = weights if weights.is_file() else next(
-            p for p in (weights / "best.weights.h5", weights / "last.weights.h5") if p.is_file())
-        self.size_bytes = os.path.getsize(weights)
+        self.size_bytes = os.path.getsize(info["weights"])
         model = self.model
 
         @tf.function(reduce_retracing=True)

@@ -66,7 +66,7 @@ def run_stream(args) -> dict:
     from fcnedge.runtime.pipeline import StreamOptions, stream
     from fcnedge.runtime.preprocess import ResizeMode
     from fcnedge.runtime.segmenter import Segmenter, SegmenterOptions
-    from fcnedge.runtime.video import (check_writable_folder, open_source, parse_source,
+    from fcnedge.runtime.video import (check_video_target, open_source, parse_source,
                                        redact_url)
 
     window = not args.no_window
@@ -74,7 +74,7 @@ def run_stream(args) -> dict:
         log.warning("no display found: running without a window")
         window = False
     if args.output:
-        check_writable_folder(os.path.dirname(os.path.abspath(args.output)), "--output")
+        check_video_target(args.output, "--output")
     options = StreamOptions(view=args.view, alpha=args.alpha, max_frames=args.max_frames,
                             output=args.output, masks=args.masks, window=window,
                             hud=not args.no_hud)

@@ -251,6 +251,17 @@ def check_writable_folder(folder: str | os.PathLike, flag: str) -> Path:
     return folder
 
 
+def check_video_target(path: str | os.PathLike, flag: str) -> Path:
+    """Checks, before any work, that an mp4 can be written at `path`."""
+    path = Path(path)
+    if path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
+        raise InputError(f"{flag} {path}: expected an .mp4 file name")
+    if path.is_dir():
+        raise InputError(f"{flag} {path}: is a folder; expected an .mp4 file name")
+    check_writable_folder(path.parent, flag)
+    return path
+
+
 class Mp4Sink:
     """An mp4 written to a temporary name and renamed into place when closed.
 
@@ -258,16 +269,15 @@ class Mp4Sink:
     SIGTERM as well; what lies at the target path is always a complete, playable file.
     """
 
-    def __init__(self, path: str | os.PathLike, fps: float, frame_hw: tuple[int, int]):
-        self.path = Path(path)
-        check_writable_folder(self.path.parent, "--output")
-        if self.path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
-            raise InputError(f"--output {self.path}: expected an .mp4 file name")
+    def __init__(self, path: str | os.PathLike, fps: float, frame_hw: tuple[int, int],
+                 flag: str = "--output"):
+        self.path, self.flag = Path(path), flag
+        check_video_target(self.path, flag)
         self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"),
                                       _container_fps(fps), (frame_hw[1], frame_hw[0]))
         if not self.writer.isOpened():
-            raise InputError(f"--output {self.path}: OpenCV cannot write an mp4 here")
+            raise InputError(f"{flag} {self.path}: OpenCV cannot write an mp4 here")
         self.frame_hw = tuple(frame_hw)
         self.frames = 0
 
@@ -290,7 +300,7 @@ class Mp4Sink:
         stored = frames_in_video(self.tmp)
         if stored != self.frames:
             self.tmp.unlink(missing_ok=True)
-            raise OSError(f"--output {self.path}: {stored} of {self.frames} frames reached the "
+            raise OSError(f"{self.flag} {self.path}: {stored} of {self.frames} frames reached the "
                           f"disk (is it full?); nothing was written")
         os.replace(self.tmp, self.path)
 
@@ -317,6 +327,7 @@ def write_clip(source: SourceSpec | str, path: str | os.PathLike, fps: float = 3
     Frames of another size than the first are resized to it. Returns frames, size and path.
     """
     FRAME_RATE.check(fps, "--fps")
+    check_video_target(path, "--out")
     frames = open_source(source)
     if getattr(frames, "live", False):
         frames.close()
@@ -326,7 +337,7 @@ def write_clip(source: SourceSpec | str, path: str | os.PathLike, fps: float = 3
     try:
         for frame in frames:
             if sink is None:
-                sink = Mp4Sink(path, fps, frame.image.shape[:2])
+                sink = Mp4Sink(path, fps, frame.image.shape[:2], flag="--out")
             sink.write(frame.image)
             count += 1
             if max_frames and count >= max_frames:

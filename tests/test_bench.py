@@ -18,9 +18,7 @@ def benched(converted, synth_data, street_video, tmp_path_factory):
     run, result = converted
     paths = {row["format"]: row["path"] for row in result["rows"]}
     folder = tmp_path_factory.mktemp("bench")
-    corrupt = folder / "corrupt.tflite"
-    corrupt.write_bytes(open(paths["int8-qat"], "rb").read()[:2000])
-    models = (paths["float32"], paths["int8-ptq"], paths["int8-qat"], str(run), str(corrupt))
+    models = (paths["float32"], paths["int8-ptq"], paths["int8-qat"], str(run))
     report = bench(BenchOptions(models=models, data=str(synth_data), out=str(folder / "out"),
                                 runs=5, warmup=1, stream=str(street_video)))
     return result, report, folder / "out"
@@ -33,9 +31,9 @@ def test_every_report_file_is_written_and_parses(benched):
     with open(out / "bench.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["format"] for row in rows] == ["float32", "int8-ptq", "int8-qat",
-                                               "keras float32", "corrupt.tflite"]
+                                               "keras float32"]
     table = (out / "bench.md").read_text().splitlines()
-    assert sum(line.startswith("| ") for line in table) == 1 + 5      # header + one per model
+    assert sum(line.startswith("| ") for line in table) == 1 + 4      # header + one per model
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     header = report["header"]
     assert header["cores"] >= 1 and "ai-edge-litert" in header["libraries"] and header["cpu"]
@@ -88,11 +86,43 @@ def test_rows_measure_accuracy_like_eval_and_speed(benched):
     assert rows["int8-qat"]["vs_keras"] is not None
 
 
-def test_a_corrupt_model_fails_its_row_only(benched):
-    _, report, _ = benched
-    failed = [row for row in report["rows"] if row["status"] == "failed"]
-    assert len(failed) == 1 and "corrupt.tflite" in failed[0]["model"]
-    assert "not a valid Flatbuffer" in failed[0]["reason"] or "rejected" in failed[0]["reason"]
+@pytest.mark.parametrize("problem", ["truncated", "one-dimensional", "run without weights"])
+def test_a_model_no_row_could_run_is_refused_before_any_row(converted, synth_data, tmp_path,
+                                                            tflite_models, problem):
+    run, result = converted
+    paths = {row["format"]: row["path"] for row in result["rows"]}
+    if problem == "truncated":
+        bad = tmp_path / "corrupt.tflite"
+        bad.write_bytes(open(paths["int8-qat"], "rb").read()[:2000])
+    elif problem == "one-dimensional":
+        bad = tmp_path / "vector.tflite"
+        bad.write_bytes(_vector_model())
+    else:
+        bad = tmp_path / "run"
+        bad.mkdir()
+        (bad / "run.json").write_text((run / "run.json").read_text())
+    with pytest.raises(InputError, match=rf"--models .*{bad.name}"):
+        bench(BenchOptions(models=(paths["float32"], str(bad)), data=str(synth_data),
+                           out=str(tmp_path / "out"), runs=1, warmup=0))
+    assert not (tmp_path / "out").exists()
+
+
+def _vector_model() -> bytes:
+    from fcnedge.train.tfcompat import tf
+
+    spec = tf.TensorSpec([1, 8], tf.float32)
+    concrete = tf.function(lambda x: x * 2.0).get_concrete_function(spec)
+    return tf.lite.TFLiteConverter.from_concrete_functions([concrete]).convert()
+
+
+def test_failed_rows_make_the_command_fail_after_the_report():
+    from fcnedge.benchmarks.cli import raise_for_failed_rows
+
+    raise_for_failed_rows({"rows": [{"model": "a", "status": "ok"}]})
+    with pytest.raises(RuntimeError, match=r"1 of 2 rows failed: b.tflite \(no GPU\)"):
+        raise_for_failed_rows({"rows": [{"model": "a", "status": "ok"},
+                                        {"model": "b.tflite", "status": "failed",
+                                         "reason": "no GPU"}]})
 
 
 def test_a_crashing_interpreter_process_becomes_a_failed_row(tmp_path, monkeypatch):
@@ -118,7 +148,7 @@ def test_min_miou_floor_exits_1(converted, synth_data, tmp_path, capsys):
     _, result = converted
     path = next(row["path"] for row in result["rows"] if row["format"] == "int8-ptq")
     code = main(["bench", "--models", path, "--data", str(synth_data), "--out",
-                 str(tmp_path / "b"), "--runs", "2", "--limit", "2", "--min-miou", "101"])
+                 str(tmp_path / "b"), "--runs", "2", "--limit", "2", "--min-miou", "100"])
     assert code == 1 and "below the floor" in capsys.readouterr().err
 
 
@@ -141,7 +171,10 @@ def test_bad_bench_inputs(converted, synth_data, tmp_path, capsys):
         argv = {"--models": path, "--data": str(synth_data), "--out": str(tmp_path / "o")}
         for flag, value in zip(extra[::2], extra[1::2]):
             argv[flag] = value
-        code = main(["bench", *[item for pair in argv.items() for item in pair]])
+        try:
+            code = main(["bench", *[item for pair in argv.items() for item in pair]])
+        except SystemExit as stop:       # a flag argparse refuses
+            code = stop.code
         err = capsys.readouterr().err
         assert code == 2 and message in err, (extra, err)
     with pytest.raises(InputError, match="no models given"):

@@ -22,6 +22,7 @@ def probe(tmp_path_factory, tflite_models):
     root = tmp_path_factory.mktemp("probe")
     data = write_synth_dataset(root / "data", 4, 2, (64, 96), seed=0)
     (root / "afile").write_text("x")
+    (root / "dir.mp4").mkdir()
     return {"root": root, "data": data, "model": tflite_models["float32"],
             "afile": root / "afile"}
 
@@ -75,6 +76,13 @@ NUMERIC = [
     ("--json is a folder", "data synth --dest {root}/s3 --json {root}", "--json"),
     ("eval --out is a file", "eval --model {model} --data {data} --out {afile}",
      "is a file; expected a folder"),
+    ("run --output is a folder", "run --model {model} --source {data}/val --output {root}/dir.mp4",
+     "--output {root}/dir.mp4: is a folder"),
+    ("run --output not mp4", "run --model {model} --source {data}/val --output {root}/o.avi",
+     "--output {root}/o.avi: expected an .mp4 file name"),
+    ("clip names its own flag", "data clip --source {data}/val --out {root}/c.avi",
+     "--out {root}/c.avi: expected an .mp4 file name"),
+    ("synth --dest is a file", "data synth --dest {afile}", "--dest {afile}: is a file"),
 ]
 
 
@@ -86,7 +94,8 @@ def test_refused_up_front_with_one_line(name, argv, expected, probe, capsys):
         code = stop.code
     err = capsys.readouterr().err
     assert code == 2, (name, err)
-    assert expected in err and "Traceback" not in err and "usage:" not in err, (name, err)
+    assert expected.format(**probe) in err, (name, err)
+    assert "Traceback" not in err and "usage:" not in err, (name, err)
     assert err.strip().count("\n") == 0, err
     assert not (probe["root"] / "s3").exists()        # nothing written before the check
 

@@ -125,7 +125,8 @@ def test_limit_pairs_names_its_flag(mini_camvid):
 
 def test_the_trainer_holds_drives_out_and_refuses_a_best_epoch_picked_on_training_frames(
         mini_camvid):
-    from fcnedge.train.trainer import TrainConfig, select_train_val
+    from fcnedge.train.splits import select_train_val
+    from fcnedge.train.trainer import TrainConfig
 
     held = TrainConfig(data=str(mini_camvid), out="-", val_drives=("0006R0",))
     train, val = select_train_val(held)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.fileio import check_writable_location
 from fcnedge.runtime.preprocess import parse_size
 from fcnedge.train.splits import drive_counts, parse_names
 from fcnedge.runtime.validate import (COUNT, BELOW_ONE, FRAME_RATE, NON_NEGATIVE, POSITIVE, UNIT,
@@ -215,6 +216,7 @@ def add_parsers(subparsers) -> None:
 def run_data_camvid(args) -> dict:
     from fcnedge.train.download import DEFAULT_URL, download_camvid
 
+    check_writable_location(args.dest, "--dest", folder=True)
     return download_camvid(args.dest, url=args.url or DEFAULT_URL, sha256=args.sha256,
                            timeout=args.timeout, progress=_progress_printer("download bytes"))
 
@@ -223,6 +225,7 @@ def run_data_synth(args) -> dict:
     from fcnedge.train.synth import write_synth_dataset
 
     size = parse_size(args.size, name="--size")
+    check_writable_location(args.dest, "--dest", folder=True)
     num_val = args.num_val if args.num_val is not None else max(1, args.num // 4)
     dest = write_synth_dataset(args.dest, args.num, num_val, size, args.seed,
                                progress=_progress_printer("scenes"))
@@ -330,8 +333,7 @@ def run_eval(args) -> dict:
     from fcnedge.train.evaluate import (WorstImages, evaluate_predictor, format_scores_table,
                                         keras_predictor, plot_confusion, tflite_predictor,
                                         write_class_error_sheet)
-    from fcnedge.runtime.fileio import (check_writable_location, safe_file_part,
-                                        write_json_atomic, write_text_atomic)
+    from fcnedge.runtime.fileio import safe_file_part, write_json_atomic, write_text_atomic
     from fcnedge.train.models import ModelConfig
     from fcnedge.train.trainer import load_trained_model
 

@@ -247,12 +247,3 @@ def save_model_config(path: str | os.PathLike, config: ModelConfig, extra: dict 
 def with_input_size(config: ModelConfig, input_hw: tuple[int, int]) -> ModelConfig:
     """The same graph at another input size (FCN weights are size-independent)."""
     return replace(config, input_hw=tuple(input_hw))
-
-
-def read_json(path: str | os.PathLike, what: str) -> dict:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise InputError(f"{path}: {what} not found") from err
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: not a readable {what} ({err})") from err

@@ -107,3 +107,29 @@ def limit_pairs(pairs: list[Pair], limit: int | None, flag: str = "--limit") -> 
     if limit <= 0:
         raise InputError(f"{flag}: got {limit}, expected a positive number of images")
     return pairs[:limit]
+
+
+def select_train_val(config) -> tuple[list[Pair], list[Pair]]:
+    """A training run's (a TrainConfig's) training and validation pairs: its splits pooled,
+    its drives held out.
+
+    Raises:
+      InputError: a split or drive is missing, or validation frames also train while the run
+        keeps its best epoch (a model picked by a score on its own training frames).
+    """
+    train_pool = find_split_pairs(config.data, config.train_splits)
+    val_pool = find_split_pairs(config.data, config.val_splits)
+    train_pairs, val_pairs = hold_out_drives(train_pool, val_pool, config.val_drives)
+    shared = {p.image.stem for p in train_pairs} & {p.image.stem for p in val_pairs}
+    if shared and config.keep == "best":
+        raise InputError(f"--train-splits {','.join(config.train_splits)}: {len(shared)} of the "
+                         f"{len(val_pairs)} validation frames also train, so the best epoch would "
+                         "be picked on training data; pass --keep last (a fixed schedule, as a "
+                         "refit wants) or hold out drives with --val-drives")
+    return (limit_pairs(train_pairs, config.limit_train, "--limit-train"),
+            limit_pairs(val_pairs, config.limit_val, "--limit-val"))
+
+
+def drives_text(pairs: list[Pair]) -> str:
+    """'0001TP 62, 0016E5 204': a log line's account of where frames come from."""
+    return ", ".join(f"{drive} {count}" for drive, count in drive_counts(pairs).items())

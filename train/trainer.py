@@ -31,16 +31,20 @@ from pathlib import Path
 import numpy as np
 
 from fcnedge.runtime.errors import InputError
-from fcnedge.runtime.fileio import atomic_path, prepare_output_folder, write_json_atomic
+from fcnedge.runtime.fileio import (atomic_path, check_writable_location, prepare_output_folder,
+                                    write_json_atomic)
 from fcnedge.runtime.labels import CAMVID, LabelSet
 from fcnedge.runtime.validate import COUNT, NON_NEGATIVE, POSITIVE, ZERO_OR_MORE, check_optional
 from fcnedge.train.data import label_histogram, load_split, median_frequency_weights
 from fcnedge.train.distributed import is_chief_task
 from fcnedge.train.evaluate import evaluate_predictor, keras_predictor
 from fcnedge.train.losses import LOSSES, segmentation_loss
-from fcnedge.train.models import ARCH_STRIDES, ModelConfig, build_fcn, read_json
+from fcnedge.train.models import ARCH_STRIDES, ModelConfig, build_fcn
 from fcnedge.train.pipeline import AugmentConfig, train_dataset
-from fcnedge.train.splits import drive_counts, find_split_pairs, hold_out_drives, limit_pairs
+from fcnedge.train.run_folder import (BEST_WEIGHTS, EPOCHS_DIR, HISTORY_FILE, INIT_FOLDER,
+                                      LAST_WEIGHTS, RUN_FILE, epoch_weights_name, read_history,
+                                      read_json, remove_leftovers, run_weights)
+from fcnedge.train.splits import drives_text, select_train_val
 from fcnedge.train.prior import PRIOR_FILE, fold_logit_shift, read_prior_correction
 from fcnedge.train.tfcompat import keras, tf
 
@@ -51,14 +55,7 @@ SCHEDULES = ("cosine", "poly", "constant")
 CLASS_WEIGHTINGS = ("none", "median-freq")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 KEEP_CHOICES = ("best", "last")
-RUN_FILE, HISTORY_FILE = "run.json", "history.json"
-BEST_WEIGHTS, LAST_WEIGHTS = "best.weights.h5", "last.weights.h5"
-EPOCHS_DIR = "epochs"
-INIT_FOLDER = "init"
 
-
-def epoch_weights_name(epoch: int) -> str:
-    return f"epoch_{epoch:03d}.weights.h5"
 
 
 @dataclass(frozen=True)
@@ -242,32 +239,6 @@ def _resumed_config(config: TrainConfig, resume: bool) -> tuple[TrainConfig, dic
                    threads=config.threads), stored
 
 
-def read_history(run_dir: Path) -> list:
-    """A run's history.json ([] before its first epoch).
-
-    Raises:
-      InputError: the file is not a list of epoch entries (named, so it can be mended).
-    """
-    path = run_dir / HISTORY_FILE
-    if not path.is_file():
-        return []
-    history = read_json(path, "training history")
-    if not isinstance(history, list) or not all(
-            isinstance(entry, dict) and isinstance(entry.get("epoch"), int) for entry in history):
-        raise InputError(f"{path}: not a training history (expected a list of epoch entries); "
-                         "restore it or start the run afresh with --overwrite")
-    return history
-
-
-def remove_leftovers(run_dir: Path) -> None:
-    """Removes what a killed save left: `.save-*` folders and `.*.tmp*` files (see atomic_path)."""
-    for leftover in list(run_dir.glob(".save-*")) + list(run_dir.glob(".*.tmp*")):
-        if leftover.is_dir():
-            shutil.rmtree(leftover, ignore_errors=True)
-        else:
-            leftover.unlink(missing_ok=True)
-
-
 def _prepare_run_dir(config: TrainConfig, resume: bool, overwrite: bool) -> None:
     if resume:
         remove_leftovers(Path(config.out))
@@ -290,6 +261,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
       InputError: bad data, options, or an --out folder that would be overwritten.
     """
     config.augment.paste_ids(labels.class_names)     # a bad name fails before --out is touched
+    if not resume:
+        check_writable_location(config.out, "--out", folder=True)
     config, stored = _resumed_config(config, resume)
     paste_ids = config.augment.paste_ids(labels.class_names)   # a resumed run's own classes
     if config.threads:
@@ -312,16 +285,16 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     model_config = config.model
     # Every input is read and checked before --overwrite may clear the run folder.
     train_pairs, val_pairs = select_train_val(config)
+    log.info("loading %s: %d training images (drives %s), %d validation images (drives %s) "
+             "at %dx%d", config.data, len(train_pairs), drives_text(train_pairs),
+             len(val_pairs), drives_text(val_pairs), *model_config.input_hw)
+    train_arrays = load_split(train_pairs, model_config.input_hw, labels)
+    val_arrays = load_split(val_pairs, model_config.input_hw, labels)
     if config.batch_size * strategy.num_replicas_in_sync > len(train_pairs):
         # A batch larger than the split would be built from repeats, in memory, at once.
         raise InputError(f"--batch-size: got {config.batch_size} (x "
                          f"{strategy.num_replicas_in_sync} replicas), expected at most the "
                          f"{len(train_pairs)} training images")
-    log.info("loading %s: %d training images (drives %s), %d validation images (drives %s) "
-             "at %dx%d", config.data, len(train_pairs), _drives_text(train_pairs),
-             len(val_pairs), _drives_text(val_pairs), *model_config.input_hw)
-    train_arrays = load_split(train_pairs, model_config.input_hw, labels)
-    val_arrays = load_split(val_pairs, model_config.input_hw, labels)
     _prepare_run_dir(config, resume, overwrite)
 
     if stored:
@@ -396,30 +369,6 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir = Path(config.out)
     return _result(run_dir, recorder.history, config.keep)
-
-
-def select_train_val(config: TrainConfig) -> tuple[list, list]:
-    """The run's training and validation pairs: its splits pooled, its drives held out.
-
-    Raises:
-      InputError: a split or drive is missing, or validation frames also train while the run
-        keeps its best epoch (a model picked by a score on its own training frames).
-    """
-    train_pool = find_split_pairs(config.data, config.train_splits)
-    val_pool = find_split_pairs(config.data, config.val_splits)
-    train_pairs, val_pairs = hold_out_drives(train_pool, val_pool, config.val_drives)
-    shared = {p.image.stem for p in train_pairs} & {p.image.stem for p in val_pairs}
-    if shared and config.keep == "best":
-        raise InputError(f"--train-splits {','.join(config.train_splits)}: {len(shared)} of the "
-                         f"{len(val_pairs)} validation frames also train, so the best epoch would "
-                         "be picked on training data; pass --keep last (a fixed schedule, as a "
-                         "refit wants) or hold out drives with --val-drives")
-    return (limit_pairs(train_pairs, config.limit_train, "--limit-train"),
-            limit_pairs(val_pairs, config.limit_val, "--limit-val"))
-
-
-def _drives_text(pairs: list) -> str:
-    return ", ".join(f"{drive} {count}" for drive, count in drive_counts(pairs).items())
 
 
 def load_init_weights(model, model_config: ModelConfig, source: str) -> Path:
@@ -633,13 +582,6 @@ def save_model_weights(model, path: Path) -> None:
             for key in source:
                 if key != "optimizer":
                     source.copy(source[key], slim, name=key)
-
-
-def run_weights(run_dir: Path) -> Path | None:
-    """A run's model: its best epoch's weights, or its last epoch's where it kept no best
-    (`--keep last`, or a run killed before its first scored epoch)."""
-    return next((run_dir / name for name in (BEST_WEIGHTS, LAST_WEIGHTS)
-                 if (run_dir / name).is_file()), None)
 
 
 def load_trained_model(path: str | os.PathLike, input_hw: tuple[int, int] | None = None,
