@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     # TensorFlow's C++ start-up chatter hides our one-line messages; users can still set it.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:       # --help, --version, or a bad flag (its one line printed)
+        return stop.code if isinstance(stop.code, int) else 2
     if argv is None and not args.verbose:
         # The real command line (not a test calling main): see runtime/quiet.py.
         silence_native_stderr()

@@ -171,10 +171,7 @@ def test_bad_bench_inputs(converted, synth_data, tmp_path, capsys):
         argv = {"--models": path, "--data": str(synth_data), "--out": str(tmp_path / "o")}
         for flag, value in zip(extra[::2], extra[1::2]):
             argv[flag] = value
-        try:
-            code = main(["bench", *[item for pair in argv.items() for item in pair]])
-        except SystemExit as stop:       # a flag argparse refuses
-            code = stop.code
+        code = main(["bench", *[item for pair in argv.items() for item in pair]])
         err = capsys.readouterr().err
         assert code == 2 and message in err, (extra, err)
     with pytest.raises(InputError, match="no models given"):

@@ -95,7 +95,8 @@ def test_eval_bad_model_path(tmp_path, broken_data, capsys):
 def test_train_then_eval_writes_scores_and_confusion_png(broken_data, tmp_path, capsys):
     run = tmp_path / "run"
     code, _, err = run_cli(capsys, "train", "--data", str(broken_data), "--out", str(run),
-                           "--input-size", "64x96", "--epochs", "1", "--quiet")
+                           "--input-size", "64x96", "--epochs", "1", "--batch-size", "2",
+                           "--quiet")
     assert code == 0, err
     code, out, err = run_cli(capsys, "eval", "--model", str(run), "--data", str(broken_data),
                              "--json", str(tmp_path / "eval.json"), "--error-class", "road",

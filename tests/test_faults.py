@@ -183,10 +183,7 @@ SWEEP = [
 
 @pytest.mark.parametrize("name,argv,expected", SWEEP, ids=[case[0] for case in SWEEP])
 def test_bad_input_sweep(name, argv, expected, sweep_inputs, capsys):
-    try:
-        code = main(argv.format(**sweep_inputs).split())
-    except SystemExit as stop:       # a flag argparse refuses, after its one line
-        code = stop.code
+    code = main(argv.format(**sweep_inputs).split())
     err = capsys.readouterr().err
     assert code == 2, (name, err)
     assert expected in err and "Traceback" not in err, (name, err)

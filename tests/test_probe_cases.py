@@ -88,10 +88,7 @@ NUMERIC = [
 
 @pytest.mark.parametrize("name,argv,expected", NUMERIC, ids=[case[0] for case in NUMERIC])
 def test_refused_up_front_with_one_line(name, argv, expected, probe, capsys):
-    try:
-        code = main(argv.format(**probe).split())
-    except SystemExit as stop:           # argparse's own exit, after its one line
-        code = stop.code
+    code = main(argv.format(**probe).split())
     err = capsys.readouterr().err
     assert code == 2, (name, err)
     assert expected.format(**probe) in err, (name, err)
