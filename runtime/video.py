@@ -23,7 +23,7 @@ import numpy as np
 
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.validate import FRAME_RATE
-from fcnedge.runtime.fileio import write_image_atomic
+from fcnedge.runtime.fileio import check_writable_location, write_image_atomic
 from fcnedge.runtime.preprocess import IMAGE_SUFFIXES, read_image
 
 log = logging.getLogger("fcnedge.runtime")
@@ -240,14 +240,12 @@ def open_source(spec: SourceSpec | str, opener: Callable = cv2.VideoCapture, **l
 
 
 def check_writable_folder(folder: str | os.PathLike, flag: str) -> Path:
-    """Creates a folder if needed and checks it can be written; raises InputError if not."""
-    folder = Path(folder)
+    """Creates a folder if needed once it is known to be writable; raises InputError if not."""
+    folder = check_writable_location(folder, flag, folder=True)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise InputError(f"{flag} {folder}: cannot create this folder ({err.strerror})") from err
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"{flag} {folder}: folder is not writable")
     return folder
 
 

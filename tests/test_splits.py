@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from fcnedge.runtime.errors import InputError
+from fcnedge.train.data import limit_pairs
 from fcnedge.train.splits import (drive_counts, filter_drives, find_split_pairs, frame_drive,
-                                  hold_out_drives, limit_pairs, parse_names)
+                                  hold_out_drives, parse_names)
 
 # A miniature CamVid: the real drives and name forms, a few frames each.
 FRAMES = {"train": ["0001TP_006690", "0001TP_006720", "0006R0_f00930", "0006R0_f00960",

@@ -422,7 +422,8 @@ def run_eval(args) -> dict:
 def eval_pairs(args) -> tuple[list, str]:
     """The frames eval scores, and a label for them (file names, titles): the split(s), then
     the drives kept or left out."""
-    from fcnedge.train.splits import filter_drives, find_split_pairs, limit_pairs
+    from fcnedge.train.data import limit_pairs
+    from fcnedge.train.splits import filter_drives, find_split_pairs
 
     splits = parse_names(args.split, "--split")
     keep = parse_names(args.drives, "--drives")

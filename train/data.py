@@ -88,12 +88,16 @@ def find_pairs(root: str | os.PathLike, split: str, limit: int | None = None) ->
             raise InputError(f"{path}: mask has no image in {image_dir}")
     if not images:
         raise InputError(f"--data {root}: split '{split}' is empty ({image_dir} has no images)")
-    pairs = [Pair(images[stem], masks[stem]) for stem in sorted(images)]
-    if limit is not None:
-        if limit <= 0:
-            raise InputError(f"--limit: got {limit}, expected a positive number of images")
-        pairs = pairs[:limit]
-    return pairs
+    return limit_pairs([Pair(images[stem], masks[stem]) for stem in sorted(images)], limit)
+
+
+def limit_pairs(pairs: list[Pair], limit: int | None, flag: str = "--limit") -> list[Pair]:
+    """The first `limit` pairs (all of them for None)."""
+    if limit is None:
+        return pairs
+    if limit <= 0:
+        raise InputError(f"{flag}: got {limit}, expected a positive number of images")
+    return pairs[:limit]
 
 
 def read_pair(pair: Pair, labels: LabelSet) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ import os
 from collections import Counter
 
 from fcnedge.runtime.errors import InputError
-from fcnedge.train.data import Pair, find_pairs
+from fcnedge.train.data import Pair, find_pairs, limit_pairs
 
 
 def frame_drive(name: str) -> str:
@@ -98,15 +98,6 @@ def hold_out_drives(train_pool: list[Pair], val_pool: list[Pair],
         raise InputError(f"--val-drives {','.join(val_drives)}: holds out every training frame; "
                          f"the training drives are {', '.join(drive_counts(train_pool))}")
     return train, val
-
-
-def limit_pairs(pairs: list[Pair], limit: int | None, flag: str = "--limit") -> list[Pair]:
-    """The first `limit` pairs (all of them for None)."""
-    if limit is None:
-        return pairs
-    if limit <= 0:
-        raise InputError(f"{flag}: got {limit}, expected a positive number of images")
-    return pairs[:limit]
 
 
 def select_train_val(config) -> tuple[list[Pair], list[Pair]]:
