@@ -25,9 +25,11 @@ from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.fileio import (atomic_path, prepare_output_folder, write_json_atomic,
                                     write_text_atomic)
 from fcnedge.runtime.interpreter import default_threads
+from fcnedge.runtime.labels import LabelSet, check_data_labels
 from fcnedge.runtime.quiet import child_stderr
-from fcnedge.runtime.segmenter import read_model_card
-from fcnedge.train.run_folder import BEST_WEIGHTS, LAST_WEIGHTS, run_weights
+from fcnedge.runtime.segmenter import card_path, read_model_card
+from fcnedge.train.run_folder import (BEST_WEIGHTS, LAST_WEIGHTS, RUN_FILE, read_json,
+                                      run_weights)
 
 log = logging.getLogger("fcnedge.bench")
 
@@ -55,6 +57,7 @@ class BenchOptions:
     overwrite: bool = False
     stream: str | None = None            # a video (or image folder) each TFLite row streams
     stream_threads: int | None = None    # None: as `fcnedge run`, all cores but one
+    classes: str | None = None           # the data's classes file (default: DATA/classes.json)
 
     def __post_init__(self):
         if not self.models:
@@ -89,12 +92,12 @@ def model_kind(path: str) -> str:
         except InputError as err:
             raise InputError(str(err).replace("--model ", "--models ", 1)) from err
         return "tflite"
-    if candidate.is_dir() and (candidate / "run.json").is_file():
+    if candidate.is_dir() and (candidate / RUN_FILE).is_file():
         if run_weights(candidate) is None:
             raise InputError(f"--models {path}: the run folder has no weights ({BEST_WEIGHTS} "
                              f"or {LAST_WEIGHTS}); has it finished an epoch?")
         return "keras"
-    if candidate.is_file() and candidate.suffix == ".h5" and (candidate.parent / "run.json").is_file():
+    if candidate.is_file() and candidate.suffix == ".h5" and (candidate.parent / RUN_FILE).is_file():
         return "keras"
     raise InputError(f"--models {path}: expected a .tflite file or a training run folder "
                      "(with run.json)")
@@ -204,6 +207,24 @@ def add_speedups(rows: list[dict]) -> None:
         for key, reference in (("vs_float32_tflite", same_size), ("vs_keras", keras)):
             row[key] = (round(p50(reference) / p50(row), 2)
                         if reference is not None and p50(row) else None)
+
+
+def distinct_labels(rows: list[dict]) -> None:
+    """Rows sharing a label (two int8-qat files of two models) get their file's name, or its
+    folder and name when the file names repeat too, so every table and plot row is its own."""
+    def repeated(key):
+        counts: dict = {}
+        for row in rows:
+            counts[key(row)] = counts.get(key(row), 0) + 1
+        return {value for value, count in counts.items() if count > 1}
+
+    clashing = repeated(lambda row: row.get("format"))
+    stems = repeated(lambda row: Path(row["model"]).name)
+    for row in rows:
+        if row.get("format") in clashing:
+            path = Path(row["model"])
+            name = f"{path.parent.name}/{path.name}" if path.name in stems else path.stem
+            row["format"] = f"{row['format']} ({name})"
 
 
 def pareto_front(rows: list[dict]) -> list[dict]:
@@ -407,12 +428,27 @@ def _annotate_without_overlap(figure, axes, rows: list[dict],
                       {"arrowstyle": "-", "color": "0.6", "lw": 0.5})
 
 
+def model_labels(path: str, kind: str) -> LabelSet | None:
+    """The classes a model predicts, from its card or run.json; None when it names none."""
+    candidate = Path(path)
+    if kind == "tflite":
+        stored, source = read_model_card(candidate).get("labels"), str(card_path(candidate))
+    else:
+        run_file = (candidate if candidate.is_dir() else candidate.parent) / RUN_FILE
+        stored, source = read_json(run_file, "run file").get("labels"), str(run_file)
+    return None if stored is None else LabelSet.from_dict(stored, source)
+
+
 def bench(options: BenchOptions) -> dict:
     """Runs every row (see the module docstring) and writes the reports; returns bench.json."""
     from fcnedge.train.data import find_pairs
 
     kinds = [model_kind(model) for model in options.models]
     pairs = find_pairs(options.data, options.split, options.limit)
+    for model, kind in zip(options.models, kinds):
+        labels = model_labels(model, kind)
+        if labels is not None:
+            check_data_labels(labels, options.data, options.classes)
     if options.stream:
         from fcnedge.runtime.video import open_source, parse_source
 
@@ -460,6 +496,7 @@ def bench(options: BenchOptions) -> dict:
                          row["stream"]["invoke_only_fps"], row["stream"]["threads"],
                          row.get("cold_start_s"))
     add_speedups(rows)
+    distinct_labels(rows)
     table = format_markdown(header, rows)
     result = {"header": header, "rows": rows, "min_miou": options.min_miou,
               "pareto_front": [r["model"] for r in pareto_front(rows)], "table": table,

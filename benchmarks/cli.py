@@ -1,8 +1,8 @@
 """`fcnedge bench`: the benchmark's command line."""
 from __future__ import annotations
 
-import argparse
 
+from fcnedge.runtime.labels import add_classes_argument
 from fcnedge.runtime.validate import COUNT, PERCENT, POSITIVE, ZERO_OR_MORE, flag_type
 
 
@@ -10,11 +10,11 @@ def add_parsers(subparsers) -> None:
     from fcnedge.cli import add_common
 
     bench = subparsers.add_parser(
-        "bench", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="accuracy vs speed of .tflite models and Keras runs, one process per model")
+        "bench", help="accuracy vs speed of .tflite models and Keras runs, one process per model")
     bench.add_argument("--models", nargs="+", required=True, metavar="PATH",
                        help=".tflite files and/or training run folders (the Keras float row)")
     bench.add_argument("--data", required=True, help="dataset folder")
+    add_classes_argument(bench)
     bench.add_argument("--split", default="val")
     bench.add_argument("--out", required=True, help="folder for bench.md/json/csv, pareto.png")
     bench.add_argument("--runs", type=flag_type(COUNT), default=50, help="timed model-only invocations")
@@ -43,8 +43,7 @@ def add_parsers(subparsers) -> None:
     bench.set_defaults(handler=run_bench)
 
     demo = subparsers.add_parser(
-        "demo", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="the bundled int8 model on a clip: overlay mp4, contact sheet, benchmark")
+        "demo", help="the bundled int8 model on a clip: overlay mp4, contact sheet, benchmark")
     demo.add_argument("--out", default="out/demo", help="folder for everything it writes "
                       "(replaced on each run)")
     demo.add_argument("--data", default=None, help="CamVid folder for real frames (default: "
@@ -65,7 +64,7 @@ def run_bench(args) -> dict:
                            delegate_path=args.gpu_delegate, limit=args.limit,
                            min_miou=args.min_miou, timeout_s=args.timeout,
                            overwrite=args.overwrite, stream=args.stream,
-                           stream_threads=args.stream_threads)
+                           stream_threads=args.stream_threads, classes=args.classes)
     result = bench(options)
     print(result["table"])
     raise_for_failed_rows(result, options.min_miou)

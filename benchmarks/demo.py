@@ -91,7 +91,7 @@ def demo(options: DemoOptions) -> dict:
     from fcnedge.runtime.interpreter import default_threads
     from fcnedge.runtime.segmenter import Segmenter, SegmenterOptions
     from fcnedge.runtime.video import open_source, parse_source
-    from fcnedge.runtime.visualize import contact_sheet, side_by_side
+    from fcnedge.runtime.visualize import contact_sheet, side_by_side, with_legend
 
     folder = models_dir()
     model = Path(options.model) if options.model else folder / BUNDLED_MODEL
@@ -126,8 +126,9 @@ def demo(options: DemoOptions) -> dict:
     stats = stream(segmenter, open_source(parse_source(str(clip))),
                    StreamOptions(output=str(video), max_frames=frames), on_frame=keep)
     summary = stats.summary()
-    sheet = write_image_atomic(out / "contact_sheet.png", contact_sheet(picked, columns=2,
-                                                                         width=640))
+    sheet = write_image_atomic(out / "contact_sheet.png", with_legend(
+        contact_sheet(picked, columns=2, width=640), segmenter.labels.class_names,
+        segmenter.palette_bgr))
     result = {"status": "done", "model": str(model), "clip": clip_kind, "frames": stats.frames,
               "video": str(video), "contact_sheet": str(sheet), "stream_fps": summary["fps"],
               "invoke_ms_p50": summary["stages_ms"]["invoke"].get("p50")}

@@ -52,6 +52,7 @@ _OPTIONAL_TRAIN_FLAGS = (
     ("train", "learning_rate", "--lr"), ("train", "warmup_epochs", "--warmup-epochs"),
     ("train", "optimizer", "--optimizer"), ("train", "weight_decay", "--weight-decay"),
     ("train", "schedule", "--schedule"), ("model", "decoder", "--decoder"),
+    ("model", "context", "--context"), ("model", "context_units", "--context-units"),
     ("model", "bn_momentum", "--bn-momentum"), ("model", "dropout", "--dropout"),
     ("augment", "scale_min", "--scale-min"), ("augment", "scale_max", "--scale-max"),
     ("augment", "paste_classes", "--paste-classes"),

@@ -187,7 +187,7 @@ def measure(spec: dict) -> dict:
         image = read_image(pair.image)
         predicted = row.segment(image)
         end_to_end.append(1e3 * (time.perf_counter() - start))
-        truth = read_mask(pair.mask, labels.num_labels)
+        truth = read_mask(pair.mask, labels)
         confusion += confusion_matrix(truth, predicted, labels.num_classes, labels.void_id)
         if spec.get("progress"):
             print(f"\r  {index + 1}/{len(pairs)} images", end="", file=sys.stderr, flush=True)

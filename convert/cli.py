@@ -1,9 +1,9 @@
 """`fcnedge convert`: the converter's command line."""
 from __future__ import annotations
 
-import argparse
 import logging
 
+from fcnedge.runtime.labels import add_classes_argument
 from fcnedge.runtime.validate import COUNT, NON_NEGATIVE, POSITIVE, ZERO_OR_MORE, flag_type
 
 log = logging.getLogger("fcnedge")
@@ -13,11 +13,11 @@ def add_parsers(subparsers) -> None:
     from fcnedge.cli import add_common
 
     convert = subparsers.add_parser(
-        "convert", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        help="export TFLite formats, check them, verify them against the float model")
+        "convert", help="export TFLite formats, check them, verify them against the float model")
     convert.add_argument("--model", required=True, help="run folder (or .h5 weights in one)")
     convert.add_argument("--data", required=True,
                          help="dataset folder: train split for calibration, val to verify")
+    add_classes_argument(convert)
     convert.add_argument("--out", required=True, help="folder for the .tflite files and cards")
     convert.add_argument("--formats", default="float32,float16,dynamic,int8-ptq,int8-qat",
                          help="comma-separated: float32, float16, dynamic, int8-ptq, int8-qat")
@@ -72,7 +72,7 @@ def run_convert(args) -> dict:
                              edgetpu=args.edgetpu, qat_epochs=args.qat_epochs,
                              qat_lr=args.qat_lr, qat_freeze_bn=not args.qat_train_bn,
                              limit_train=args.limit_train, input_hw=input_hw,
-                             per_tensor=args.per_tensor)
+                             per_tensor=args.per_tensor, classes=args.classes)
     result = convert(options)
     print(result["table"])
     failed = drop_failures(result, options.max_drop)

@@ -21,6 +21,7 @@ from fcnedge.convert.export import INTEGER_FORMATS, Format, to_tflite
 from fcnedge.convert.inspect import export_rule_violations, read_graph
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.fileio import atomic_path, prepare_output_folder, write_json_atomic
+from fcnedge.runtime.labels import check_data_labels
 from fcnedge.runtime.segmenter import card_path
 
 CONVERT_RECORD = "convert.json"   # in --out: what the command converted; marks the folder as its own
@@ -51,6 +52,7 @@ class ConvertOptions:
     limit_train: int | None = None
     input_hw: tuple[int, int] | None = None     # None: the size the model was trained at
     per_tensor: bool = False    # int8 formats: one weight scale per tensor, not per channel
+    classes: str | None = None  # the data's classes file (default: DATA/classes.json if any)
 
     def __post_init__(self):
         if self.per_tensor and not self.qat_freeze_bn and Format.INT8_QAT in self.formats:
@@ -130,6 +132,7 @@ def convert(options: ConvertOptions, progress=None) -> dict:
     # 2. Model and calibration images (a seeded sample of the training split), then the output
     # folder: --overwrite clears it only once every input has loaded.
     model, config, labels, info = load_trained_model(model_path, options.input_hw)
+    check_data_labels(labels, options.data, options.classes)
     prepare_output_folder(out, options.overwrite, inputs=(options.model, options.data),
                           owned_marker=CONVERT_RECORD)
     write_json_atomic(out / CONVERT_RECORD, {"status": "running", "model": str(model_path)})
@@ -194,7 +197,7 @@ def _write_formats(model, calib_pairs, val_arrays, calibration, config, labels, 
     for fmt in options.formats:
         log.info("converting %s", fmt.value)
         data = to_tflite(sources[fmt], fmt, calibration, options.io_type, options.per_tensor)
-        path = out / f"{config.name}_{fmt.value}.tflite"
+        path = out / f"{config.name}_{config.input_hw[0]}x{config.input_hw[1]}_{fmt.value}.tflite"
         with atomic_path(path) as staged:
             staged.write_bytes(data)
             graph = read_graph(staged)

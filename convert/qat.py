@@ -198,7 +198,9 @@ def explicit_quantize_config(layer):
     """The QuantizeConfig this project sets for a layer, or None to keep tfmot's default."""
     if isinstance(layer, (keras.layers.UpSampling2D, keras.layers.Resizing)):
         return SameScaleQuantizeConfig()
-    if isinstance(layer, keras.layers.Rescaling):
+    if isinstance(layer, (keras.layers.Rescaling, keras.layers.Multiply)):
+        # Multiply: the context module's gate; tfmot's registry has no entry for it, and
+        # TFLite's int8 MUL takes any input scales and requantizes to its own output range.
         return OutputQuantizeConfig()
     return None
 

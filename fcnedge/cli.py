@@ -61,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)   # for launchers that re-run it
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(message)s", stream=sys.stderr)
+    if not args.verbose:
+        # TensorFlow's Python side logs through these at INFO ("Assets written to", "Sharding
+        # callback duration", deprecation notes): library chatter, not the command's progress.
+        for library in ("tensorflow", "absl", "h5py", "matplotlib"):
+            logging.getLogger(library).setLevel(logging.ERROR)
     name = " ".join(part for part in (args.command, getattr(args, "action", None)) if part)
     try:
         if getattr(args, "json", None):

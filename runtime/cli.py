@@ -4,7 +4,6 @@ This path imports numpy, OpenCV and the LiteRT interpreter only; never TensorFlo
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import platform
@@ -21,8 +20,7 @@ log = logging.getLogger("fcnedge")
 def add_parsers(subparsers) -> None:
     from fcnedge.cli import add_common
 
-    run = subparsers.add_parser("run", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                help="stream frames through a TFLite model")
+    run = subparsers.add_parser("run", help="stream frames through a TFLite model")
     run.add_argument("--model", required=True, help=".tflite model (card: the .json beside it)")
     run.add_argument("--source", required=True,
                      help="camera index (0), video file, rtsp/http URL, image folder or glob")

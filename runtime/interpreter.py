@@ -190,8 +190,7 @@ def load_delegate(backend: Backend, delegate: Delegate, library: str | None = No
     except (ValueError, OSError, RuntimeError) as err:
         raise DelegateUnavailable(
             f"--delegate {delegate.value}: {tried}could not load {name} ({str(err).strip()}); "
-            f"it comes with {_WHERE[delegate.value]}. Use --fallback cpu to run on the CPU instead"
-        ) from err
+            f"it comes with {_WHERE[delegate.value]}") from err
 
 
 def _rejected(model_path, err: Exception) -> InputError:
@@ -264,8 +263,9 @@ def make_interpreter(model_path: str | os.PathLike, delegate: Delegate | str = D
             delegates = [load_delegate(backend, delegate, delegate_path, device, tried)]
         except DelegateUnavailable as err:
             if not fallback_cpu:
-                raise
-            log.warning("%s; falling back to the CPU", err)
+                raise DelegateUnavailable(f"{err}. Use --fallback cpu to run on the CPU "
+                                          "instead") from err
+            log.warning("%s; running on the CPU instead (--fallback cpu)", err)
             used, fell_back = Delegate.CPU, True
     try:
         interpreter = backend.interpreter_class(

@@ -1,8 +1,11 @@
 """Class definitions: one place for names, colours and the void id, used by training and serving."""
 from __future__ import annotations
 
+import json
 import numbers
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -14,7 +17,8 @@ class LabelSet:
     """Names and RGB colours of the classes a model predicts, and the id that marks void pixels.
 
     `void_id` is a label id that appears in ground truth only: models predict the other
-    classes, metrics and losses ignore it.
+    classes, metrics and losses ignore it. Either it is the last name (CamVid's "Void", id 11)
+    or it lies past the names (255, the common convention: `names` are then the classes alone).
     """
 
     names: tuple[str, ...]
@@ -28,8 +32,20 @@ class LabelSet:
 
     @property
     def num_labels(self) -> int:
-        """Ids that can appear in a mask, void included."""
+        """Ids 0..num_labels-1 that have a name (void included when it is the last name)."""
         return len(self.names)
+
+    def mask_id_problem(self, mask: np.ndarray) -> str | None:
+        """What is wrong with a mask's ids under this label set, or None."""
+        ids = np.flatnonzero(np.bincount(np.asarray(mask, np.uint8).ravel(), minlength=256))
+        bad = ids[(ids >= self.num_labels) & (ids != (-1 if self.void_id is None
+                                                        else self.void_id))]
+        if not bad.size:
+            return None
+        past = self.void_id is not None and self.void_id >= self.num_labels
+        void = f" and is not the void id {self.void_id}" if past else ""
+        return (f"label id {int(bad[0])} is outside 0..{self.num_labels - 1}{void} (a "
+                f"{CLASSES_FILE} beside the data, or --classes, names a dataset's own ids)")
 
     @property
     def num_classes(self) -> int:
@@ -91,8 +107,10 @@ def label_set_problem(names, colors, void_id) -> str | None:
             return f"colour {index} ({names[index]}) is {color!r}, expected [r, g, b] in 0-255"
     if void_id is not None and (isinstance(void_id, bool)
                                 or not isinstance(void_id, numbers.Integral)
-                                or not 0 <= void_id < len(names)):
-        return f"void_id is {void_id!r}, expected a label id in 0..{len(names) - 1} or null"
+                                or not len(names) - 1 <= void_id < MAX_LABELS):
+        return (f"void_id is {void_id!r}, expected null, the last name's id ({len(names) - 1}) "
+                f"or an id past the names ({len(names)}..{MAX_LABELS - 1}, e.g. 255): models "
+                "predict ids 0..N-1 without gaps")
     return None
 
 
@@ -107,3 +125,83 @@ CAMVID = LabelSet(
 )
 
 CAMVID_VOID_ID = CAMVID.void_id
+
+
+# The file a dataset root may hold to name its own classes (else CamVid's apply).
+CLASSES_FILE = "classes.json"
+
+
+def _palette(count: int) -> tuple[tuple[int, int, int], ...]:
+    """Distinct, deterministic colours for a classes file that names no colours."""
+    rng = np.random.default_rng(count)
+    return tuple(tuple(int(v) for v in rng.integers(32, 256, 3)) for _ in range(count))
+
+
+def read_label_file(path: str | os.PathLike, flag: str = "--classes") -> LabelSet:
+    """A label set from a classes file: {"names": [...], "colors_rgb": [[r, g, b], ...],
+    "void_id": 255}; colours are optional (a fixed palette), void_id defaults to null.
+
+    Raises:
+      InputError: the file is missing, not JSON, or not a valid label set (the message names it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{flag} {path}: classes file not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise InputError(f"{path}: classes file is not readable JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object with 'names' (and optionally "
+                         "'colors_rgb', 'void_id')")
+    if "colors_rgb" not in data:
+        names = data.get("names")
+        data = {**data, "colors_rgb": [list(c) for c in _palette(
+            len(names) if isinstance(names, list) else 0)]}
+    return LabelSet.from_dict(data, str(path))
+
+
+def dataset_labels(root: str | os.PathLike, classes_file: str | os.PathLike | None = None
+                   ) -> LabelSet:
+    """The label set of a dataset: --classes FILE, else ROOT/classes.json, else CamVid's."""
+    if classes_file is not None:
+        return read_label_file(classes_file)
+    own = Path(root) / CLASSES_FILE
+    return read_label_file(own, "--data") if own.is_file() else CAMVID
+
+
+def labels_mismatch(model: LabelSet, data: LabelSet) -> str | None:
+    """Why a model's classes cannot be scored on a dataset's, or None when they agree."""
+    if model.class_names == data.class_names and model.void_id == data.void_id:
+        return None
+    return (f"the model predicts {', '.join(model.class_names)} (void {model.void_id}) but the "
+            f"data names {', '.join(data.class_names)} (void {data.void_id})")
+
+
+def check_data_labels(model: LabelSet, root: str | os.PathLike,
+                      classes_file: str | os.PathLike | None = None) -> None:
+    """Refuses data whose own classes file names other classes than the model predicts.
+
+    Data without a classes file is read with the model's own label set (its masks are still
+    checked id by id).
+
+    Raises:
+      InputError: the names or void id differ; the message names the classes file.
+    """
+    source = classes_file if classes_file is not None else Path(root) / CLASSES_FILE
+    if classes_file is None and not Path(source).is_file():
+        return
+    problem = labels_mismatch(model, dataset_labels(root, classes_file))
+    if problem:
+        raise InputError(f"{source}: {problem}")
+
+
+def add_classes_argument(parser, training: bool = False) -> None:
+    """The one definition of --classes, shared by every command that reads masks."""
+    parser.add_argument(
+        "--classes", default=None, metavar="FILE",
+        help=("classes file ({\"names\": [...], \"colors_rgb\": [[r, g, b], ...], "
+              "\"void_id\": 255}); default: DATA/" + CLASSES_FILE + " if present, else "
+              "CamVid's 11 classes + void 11" if training else
+              "the data's classes file, checked against the model's classes (default: "
+              "DATA/" + CLASSES_FILE + " if present)"))

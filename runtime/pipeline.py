@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import cv2
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.segmenter import Segmentation
-from fcnedge.runtime.stats import latency_summary
+from fcnedge.runtime.stats import RecentRate, latency_summary
 from fcnedge.runtime.video import FrameQueue, MaskSink, Mp4Sink
 from fcnedge.runtime.visualize import draw_hud, overlay, side_by_side
 
@@ -128,8 +128,8 @@ def stream(segmenter, source, options: StreamOptions, stop: threading.Event | No
                 segmentation = Segmentation(labels, input_labels, geometry, {
                     "preprocess": prepare_ms, "invoke": invoke_ms,
                     "postprocess": 1e3 * (draw_start - post_start)})
-                fps = stats.frames / max(draw_start - t0, 1e-6)
-                hud = [f"{fps:5.1f} FPS  invoke {invoke_ms:.1f} ms", f"delegate {delegate}"]
+                recent.add(draw_start, invoke_ms)
+                hud = [recent.hud_line(), f"delegate {delegate}"]
                 if options.output or options.window:
                     image = _render(frame, segmentation, segmenter.palette_bgr, options, hud)
                     if options.output:
@@ -157,6 +157,7 @@ def stream(segmenter, source, options: StreamOptions, stop: threading.Event | No
             errors.append(err)
             stop.set()
 
+    recent = RecentRate()
     t0 = time.perf_counter()
     inferred = 0   # frames through the model; stats.frames counts those fully written
     reader = threading.Thread(target=read, name="reader", daemon=True)

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.labels import LabelSet
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -67,12 +68,12 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return _decode(path, cv2.IMREAD_COLOR, "image")
 
 
-def read_mask(path: str | os.PathLike, num_labels: int | None = None) -> np.ndarray:
+def read_mask(path: str | os.PathLike, labels: LabelSet | None = None) -> np.ndarray:
     """Reads a single-channel label mask (uint8 ids); raises InputError naming the file if not.
 
     Args:
       path: a lossless image whose pixel values are label ids.
-      num_labels: when given, ids must lie in 0..num_labels-1.
+      labels: when given, every id must be one of its labels or its void id.
     """
     mask = _decode(path, cv2.IMREAD_UNCHANGED, "mask")
     if mask.ndim == 3:
@@ -84,10 +85,10 @@ def read_mask(path: str | os.PathLike, num_labels: int | None = None) -> np.ndar
         mask = mask[..., 0]
     if mask.dtype != np.uint8:
         raise InputError(f"{path}: mask is {mask.dtype}, expected 8-bit label ids")
-    if num_labels is not None:
-        top = int(mask.max())
-        if top >= num_labels:
-            raise InputError(f"{path}: label id {top} is outside 0..{num_labels - 1}")
+    if labels is not None:
+        problem = labels.mask_id_problem(mask)
+        if problem:
+            raise InputError(f"{path}: {problem}")
     return mask
 
 

@@ -91,8 +91,37 @@ FRAME_RATE = Range(0, 1000, low_open=True)
 ANY_NUMBER = Range()
 
 
+def _means_not_given(default) -> bool:
+    # Identity, not equality: a default of 0 or 0.0 is a value worth showing, False is "off".
+    return default is None or default is False or default is argparse.SUPPRESS
+
+
+class DefaultOnceFormatter(argparse.HelpFormatter):
+    """Shows each flag's default once: appended unless the help already says it, and never
+    for a flag whose default means "off" or "not given"."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("default" in text.lower() or _means_not_given(action.default)
+                or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)".lstrip()
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, with a bad argument reported as one line (no usage block) and exit 2."""
+    """argparse, with a bad argument reported as one line (no usage block) and exit 2, and
+    every default shown once in --help (DefaultOnceFormatter)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", DefaultOnceFormatter)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs):
+        action = super().add_argument(*args, **kwargs)
+        if action.help is None and action.option_strings and not _means_not_given(
+                action.default):
+            action.help = "(default: %(default)s)"     # a flag without help still shows it
+        return action
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

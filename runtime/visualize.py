@@ -38,15 +38,24 @@ def draw_hud(image: np.ndarray, lines: list[str]) -> np.ndarray:
     return image
 
 
-def legend(names, palette_bgr: np.ndarray, width: int = 180, row: int = 18) -> np.ndarray:
-    """A column of colour swatches with class names."""
-    image = np.full((row * len(names) + 4, width, 3), 255, np.uint8)
+def legend(names, palette_bgr: np.ndarray, width: int, cell: int = 160,
+           row: int = 22) -> np.ndarray:
+    """A colour key: a swatch and a name per class, in as many columns as `width` holds."""
+    columns = max(1, width // cell)
+    rows = -(-len(names) // columns)
+    image = np.full((row * rows + 6, width, 3), 255, np.uint8)
     for index, name in enumerate(names):
-        y = 2 + row * index
-        cv2.rectangle(image, (4, y + 2), (24, y + row - 2), palette_bgr[index].tolist(), -1)
-        cv2.putText(image, name, (30, y + row - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0),
-                    1, cv2.LINE_AA)
+        x, y = 6 + cell * (index % columns), 3 + row * (index // columns)
+        cv2.rectangle(image, (x, y + 3), (x + 22, y + row - 3), palette_bgr[index].tolist(), -1)
+        cv2.rectangle(image, (x, y + 3), (x + 22, y + row - 3), (96, 96, 96), 1)
+        cv2.putText(image, name, (x + 28, y + row - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                    (0, 0, 0), 1, cv2.LINE_AA)
     return image
+
+
+def with_legend(image: np.ndarray, names, palette_bgr: np.ndarray) -> np.ndarray:
+    """`image` with the colour key of its classes underneath."""
+    return np.vstack([image, legend(names, palette_bgr, image.shape[1])])
 
 
 def contact_sheet(images: list[np.ndarray], columns: int = 2, width: int = 480) -> np.ndarray:

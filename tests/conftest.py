@@ -67,7 +67,7 @@ def converted(synth_data, tmp_path_factory):
 
         root = tmp_path_factory.mktemp("convert")
         run = train(TrainConfig(data=str(synth_data), out=str(root / "run"),
-                                model=ModelConfig(input_hw=(96, 128)), epochs=6,
+                                model=ModelConfig(alpha=0.35, input_hw=(96, 128)), epochs=6,
                                 learning_rate=3e-3), verbose=0).run_dir
         result = convert(ConvertOptions(model=str(run), data=str(synth_data),
                                         out=str(root / "out"), formats=tuple(Format),

@@ -135,6 +135,20 @@ def test_a_crashing_interpreter_process_becomes_a_failed_row(tmp_path, monkeypat
     assert row["status"] == "failed" and "killed by signal 11" in row["reason"]
 
 
+def test_rows_sharing_a_format_get_distinct_labels():
+    from fcnedge.benchmarks.bench import distinct_labels
+
+    rows = [{"format": "int8-qat", "model": "a/fast_int8-qat.tflite"},
+            {"format": "int8-qat", "model": "b/accurate_int8-qat.tflite"},
+            {"format": "float32", "model": "a/x_float32.tflite"},
+            {"format": "float32", "model": "b/x_float32.tflite"},
+            {"format": "keras float32", "model": "runs/r"}]
+    distinct_labels(rows)
+    assert [row["format"] for row in rows] == [
+        "int8-qat (fast_int8-qat)", "int8-qat (accurate_int8-qat)",
+        "float32 (a/x_float32.tflite)", "float32 (b/x_float32.tflite)", "keras float32"]
+
+
 def test_pareto_front_keeps_the_undominated_rows():
     def row(name, ms, miou, status="ok"):
         return {"model": name, "status": status, "miou": miou, "model_only_ms": {"p50": ms}}
@@ -258,7 +272,7 @@ def test_model_card_train_command_parses_back_to_the_run_config():
     config = TrainConfig(
         data="data", out="runs/x", model=model, epochs=3, batch_size=2, optimizer="sgd",
         learning_rate=0.01, weight_decay=5e-4, schedule="poly", warmup_epochs=0.5,
-        class_weight_power=0.5, loss="ce+lovasz", seed=7, init_weights="runs/prev",
+        class_weight_power=0.75, loss="ce+lovasz", seed=7, init_weights="runs/prev",
         save_every=3,
         augment=AugmentConfig(scale_min=0.5, scale_max=2.0, paste_classes=("Pole", "Bicyclist"),
                               paste_probability=0.25))
@@ -268,7 +282,7 @@ def test_model_card_train_command_parses_back_to_the_run_config():
                                                                       "transpose")
     assert (args.bn_momentum, args.dropout, args.optimizer, args.lr) == (0.99, 0.2, "sgd", 0.01)
     assert (args.weight_decay, args.schedule, args.warmup_epochs) == (5e-4, "poly", 0.5)
-    assert (args.class_weight_power, args.loss, args.seed) == (0.5, "ce+lovasz", 7)
+    assert (args.class_weight_power, args.loss, args.seed) == (0.75, "ce+lovasz", 7)
     assert (args.scale_min, args.scale_max) == (0.5, 2.0)
     assert (args.paste_classes, args.paste_prob) == ("Pole,Bicyclist", 0.25)
     assert args.init_weights == "runs/prev" and not args.no_augment and args.save_every == 3

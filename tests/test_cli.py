@@ -92,7 +92,9 @@ def test_eval_bad_model_path(tmp_path, broken_data, capsys):
     assert code == 2 and "nope: not found" in err
 
 
-def test_train_then_eval_writes_scores_and_confusion_png(broken_data, tmp_path, capsys):
+def test_train_then_eval_writes_scores_and_confusion_png(broken_data, tmp_path, capsys,
+                                                         monkeypatch):
+    monkeypatch.chdir(tmp_path)     # eval writes into the current folder by default
     run = tmp_path / "run"
     code, _, err = run_cli(capsys, "train", "--data", str(broken_data), "--out", str(run),
                            "--input-size", "64x96", "--epochs", "1", "--batch-size", "2",
@@ -105,12 +107,12 @@ def test_train_then_eval_writes_scores_and_confusion_png(broken_data, tmp_path, 
     assert "| **mIoU** |" in out and "| Pedestrian |" in out
     result = json.loads((tmp_path / "eval.json").read_text())
     # One 64x96 tile under the colour key; a one-epoch model misses some road on any image.
-    assert result["error_sheet"] == str(run / "eval-val" / "errors-Road.png")
+    assert result["error_sheet"] == str(tmp_path / "eval-run-val" / "errors-Road.png")
     assert cv2.imread(result["error_sheet"]).shape == (26 + 64, 96, 3)
     assert set(result["per_class_iou"]) == {"Sky", "Building", "Pole", "Road", "Pavement", "Tree",
                                             "SignSymbol", "Fence", "Car", "Pedestrian",
                                             "Bicyclist"}
-    png = cv2.imread(str(run / "eval-val" / "confusion.png"))
+    png = cv2.imread(str(tmp_path / "eval-run-val" / "confusion.png"))
     assert png is not None and png.shape[0] > 200
     confusion = np.asarray(result["confusion_matrix"])
     assert confusion.shape == (11, 11)
@@ -126,8 +128,10 @@ def test_train_then_eval_writes_scores_and_confusion_png(broken_data, tmp_path, 
     assert "at 96x128 on val" in out
     assert json.loads((tmp_path / "eval96.json").read_text())["input_size"] == "96x128"
     assert json.loads((tmp_path / "eval.json").read_text())["input_size"] == "64x96"
-    assert (run / "eval-val-96x128" / "confusion.png").is_file()
-    assert json.loads((run / "eval-val" / "scores.json").read_text())["input_size"] == "64x96"
+    assert (tmp_path / "eval-run-val-96x128" / "confusion.png").is_file()
+    assert json.loads((tmp_path / "eval-run-val" / "scores.json").read_text())[
+        "input_size"] == "64x96"
+    assert not list(run.glob("eval*")), "eval wrote into the model's folder"
 
     code, _, err = run_cli(capsys, "eval", "--model", str(run), "--data", str(broken_data),
                            "--input-size", "70x96")
@@ -162,3 +166,42 @@ def test_resume_names_the_flags_it_does_not_apply():
             "--batch-size=4", "--epochs", "9", "--threads", "1", "--json", "r.json"]
     assert flags_ignored_on_resume(argv) == ["--batch-size", "--lr"]
     assert flags_ignored_on_resume(["train", "--data", "d", "--out", "r", "--resume"]) == []
+
+
+def test_train_flag_defaults_are_the_config_defaults_and_the_recipe():
+    """The parser and the dataclasses agree, and both are the recipe's first stage."""
+    from fcnedge.cli import build_parser
+    from fcnedge.train.models import ModelConfig
+    from fcnedge.train.trainer import AugmentConfig, TrainConfig
+
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "r"])
+    train, model, augment = TrainConfig(data="d", out="r"), ModelConfig(), AugmentConfig()
+    pairs = {"alpha": model.alpha, "arch": model.arch, "backbone": model.backbone,
+             "decoder": model.decoder, "dropout": model.dropout, "context": model.context,
+             "context_units": model.context_units, "bn_momentum": model.bn_momentum,
+             "batch_size": train.batch_size, "optimizer": train.optimizer,
+             "lr": train.learning_rate, "weight_decay": train.weight_decay,
+             "schedule": train.schedule, "warmup_epochs": train.warmup_epochs,
+             "class_weights": train.class_weights,
+             "class_weight_power": train.class_weight_power, "loss": train.loss,
+             "seed": train.seed, "keep": train.keep, "scale_min": augment.scale_min,
+             "scale_max": augment.scale_max, "camera_jitter": augment.camera_jitter,
+             "paste_prob": augment.paste_probability}
+    assert {flag: getattr(args, flag) for flag in pairs} == pairs
+    assert (model.alpha, train.batch_size, train.class_weight_power, train.epochs) == (
+        0.75, 4, 0.5, 90)
+
+
+def test_every_flag_shows_its_default_once_in_help(capsys):
+    from fcnedge.cli import build_parser
+
+    parser = build_parser()
+    for command in ("train", "eval", "convert", "run", "bench"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "(default: None)" not in text and "(default: False)" not in text, command
+        for flag in ("--arch", "--backbone", "--optimizer", "--dropout") if command == "train" \
+                else ():
+            entry = text.split(f" {flag} ", 1)[1].split(" --", 1)[0]
+            assert entry.count("default") == 1, (flag, entry)

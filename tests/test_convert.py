@@ -157,8 +157,8 @@ def test_convert_cli_edgetpu_without_compiler(converted, synth_data, tmp_path, c
     assert code == 0, err
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["edgetpu"]["int8-ptq"]["compiled"] is None
-    assert (tmp_path / "tpu" / "fcn8s_mobilenetv2_int8-ptq.edgetpu-report.json").is_file()
-    interpreter, _ = make_interpreter(tmp_path / "tpu" / "fcn8s_mobilenetv2_int8-ptq.tflite")
+    assert (tmp_path / "tpu" / "fcn8s_mobilenetv2_96x128_int8-ptq.edgetpu-report.json").is_file()
+    interpreter, _ = make_interpreter(tmp_path / "tpu" / "fcn8s_mobilenetv2_96x128_int8-ptq.tflite")
     assert interpreter.get_input_details()[0]["dtype"] == np.uint8
 
 
@@ -169,7 +169,7 @@ def test_convert_at_another_input_size(converted, synth_data, tmp_path, capsys):
                  str(tmp_path / "small"), "--formats", "float32", "--input-size", "64x160",
                  "--limit-val", "4"])
     assert code == 0, capsys.readouterr().err
-    model = tmp_path / "small" / "fcn8s_mobilenetv2_float32.tflite"
+    model = tmp_path / "small" / "fcn8s_mobilenetv2_64x160_float32.tflite"
     interpreter, _ = make_interpreter(model)
     assert list(interpreter.get_input_details()[0]["shape"]) == [1, 64, 160, 3]
     assert list(interpreter.get_output_details()[0]["shape"])[:3] == [1, 64, 160]

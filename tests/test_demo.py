@@ -35,7 +35,12 @@ def test_demo_on_the_bundled_model_writes_video_sheet_and_bench(tmp_path, monkey
     result = json.loads((tmp_path / "demo.json").read_text())
     assert result["frames"] == 8 and "synthetic" in result["clip"]
     assert _frame_count(out / "demo_overlay.mp4") == 8
-    assert cv2.imread(str(out / "contact_sheet.png")) is not None
+    sheet = cv2.imread(str(out / "contact_sheet.png"))
+    # Under the tiles, the colour key of the model's classes: every class colour is there.
+    key = sheet[-50:].reshape(-1, 3)
+    from fcnedge.runtime.labels import CAMVID
+    for name, color in zip(CAMVID.class_names, CAMVID.palette_bgr()):
+        assert (key == color).all(axis=1).any(), name
     bench = json.loads((out / "bench" / "bench.json").read_text())
     assert {row["model_format"] for row in bench["rows"]} >= {"int8-qat"}
     assert all(row["status"] == "ok" for row in bench["rows"])

@@ -54,3 +54,16 @@ def test_class_error_sheet_stacks_a_key_over_the_tiles():
     # every tile below the key is the missed colour, but for its title band and the empty slot
     assert (sheet[-10:, :96] == MISSED_BGR).all(axis=-1).all()
     assert (sheet[-10:, 96:] == 0).all()
+
+
+def test_a_legend_under_an_image_shows_every_class_colour():
+    from fcnedge.runtime.labels import CAMVID
+    from fcnedge.runtime.visualize import with_legend
+
+    image = np.zeros((100, 480, 3), np.uint8)
+    keyed = with_legend(image, CAMVID.class_names, CAMVID.palette_bgr())
+    # 480 px hold 3 columns of 160: 11 classes take 4 rows of 22 px, plus a margin.
+    assert keyed.shape == (100 + 4 * 22 + 6, 480, 3) and not keyed[:100].any()
+    strip = keyed[100:].reshape(-1, 3)
+    for name, color in zip(CAMVID.class_names, CAMVID.palette_bgr()):
+        assert (strip == color).all(axis=1).any(), name

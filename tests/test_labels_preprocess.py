@@ -63,3 +63,50 @@ def test_sizes():
         parse_size("big")
     with pytest.raises(InputError, match="225x224.*multiples of 32"):
         check_divisible((225, 224))
+
+
+def test_a_void_id_past_the_names_scores_every_name(tmp_path):
+    labels = LabelSet.from_dict({"names": ["road", "car", "person"],
+                                 "colors_rgb": [[1, 1, 1], [2, 2, 2], [3, 3, 3]], "void_id": 255})
+    assert labels.num_classes == 3 and labels.class_names == ("road", "car", "person")
+    assert labels.mask_id_problem(np.array([[0, 1, 2, 255]], np.uint8)) is None
+    assert "label id 7 is outside 0..2 and is not the void id 255" in labels.mask_id_problem(
+        np.array([[0, 7, 255]], np.uint8))
+    assert "label id 12 is outside 0..11" in CAMVID.mask_id_problem(np.array([[11, 12]], np.uint8))
+
+
+def test_a_classes_file_names_the_dataset_and_may_omit_colours(tmp_path):
+    from fcnedge.runtime.labels import CLASSES_FILE, dataset_labels, labels_mismatch
+
+    assert dataset_labels(tmp_path) == CAMVID
+    (tmp_path / CLASSES_FILE).write_text('{"names": ["road", "car"], "void_id": 255}')
+    own = dataset_labels(tmp_path)
+    assert own.class_names == ("road", "car") and own.void_id == 255
+    assert len(set(own.colors_rgb)) == 2
+    assert labels_mismatch(own, own) is None
+    assert "predicts road, car (void 255) but the data names Sky" in labels_mismatch(own, CAMVID)
+    elsewhere = tmp_path / "mine.json"
+    elsewhere.write_text('{"names": ["a", "b", "c"], "void_id": 2}')
+    assert dataset_labels(tmp_path, elsewhere).class_names == ("a", "b")
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("{", "classes file is not readable JSON"),
+    ('{"names": "road"}', "'names' must be a list"),
+    ('{"names": ["a", "b"], "void_id": 0}', "void_id is 0"),
+])
+def test_a_bad_classes_file_is_an_input_error_naming_it(tmp_path, text, expected):
+    from fcnedge.runtime.labels import read_label_file
+
+    path = tmp_path / "classes.json"
+    path.write_text(text)
+    with pytest.raises(InputError) as raised:
+        read_label_file(path)
+    assert str(raised.value).startswith(str(path)) and expected in str(raised.value)
+
+
+def test_a_missing_classes_file_names_the_flag(tmp_path):
+    from fcnedge.runtime.labels import read_label_file
+
+    with pytest.raises(InputError, match="--classes .*nope.json: classes file not found"):
+        read_label_file(tmp_path / "nope.json")

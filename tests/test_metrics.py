@@ -65,3 +65,15 @@ def test_all_void_gives_nan_scores():
     scores = scores_from_confusion(confusion_matrix(np.full(4, 11), np.zeros(4), 11, 11),
                                    [str(i) for i in range(11)])
     assert np.isnan(scores.mean_iou) and np.isnan(scores.pixel_accuracy)
+
+
+def test_the_hud_rate_reads_fps_and_invoke_over_the_same_recent_frames():
+    from fcnedge.runtime.stats import RecentRate
+
+    rate = RecentRate(size=3)
+    assert rate.fps is None and "--- FPS" in rate.hud_line()
+    for second, invoke in ((0.0, 90.0), (10.0, 80.0), (10.1, 10.0), (10.2, 20.0)):
+        rate.add(second, invoke)
+    # The slow start has left the window: 2 frames in 0.2 s, invoke mean of the last three.
+    assert rate.fps == pytest.approx(10.0) and rate.invoke_ms == pytest.approx(110 / 3)
+    assert rate.hud_line() == " 10.0 FPS  invoke 36.7 ms  (last 3 frames)"

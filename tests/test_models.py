@@ -13,7 +13,7 @@ SMALL = (64, 96)
 @pytest.mark.parametrize("arch", list(ARCH_STRIDES))
 def test_output_is_logits_at_input_size(arch, backbone):
     decoder = "transpose" if arch in ("fcn8s", "fcn2s") else "bilinear"
-    config = ModelConfig(arch=arch, backbone=backbone, input_hw=SMALL, decoder=decoder,
+    config = ModelConfig(alpha=0.35, arch=arch, backbone=backbone, input_hw=SMALL, decoder=decoder,
                          fc_units=64 if backbone == "vgg16" else 0)
     model = build_fcn(config)
     assert model.output_shape == (None, *SMALL, 11)
@@ -29,13 +29,13 @@ def test_output_is_logits_at_input_size(arch, backbone):
 
 
 def test_layer_names_are_deterministic():
-    first = [layer.name for layer in build_fcn(ModelConfig(input_hw=SMALL)).layers]
-    second = [layer.name for layer in build_fcn(ModelConfig(input_hw=SMALL)).layers]
+    first = [layer.name for layer in build_fcn(ModelConfig(alpha=0.35, input_hw=SMALL)).layers]
+    second = [layer.name for layer in build_fcn(ModelConfig(alpha=0.35, input_hw=SMALL)).layers]
     assert first == second
 
 
 def test_transpose_decoder_starts_as_bilinear_upsampling():
-    config = ModelConfig(arch="fcn32s", input_hw=SMALL, decoder="transpose", dropout=0.0)
+    config = ModelConfig(alpha=0.35, arch="fcn32s", input_hw=SMALL, decoder="transpose", dropout=0.0)
     model = build_fcn(config)
     final = model.get_layer("fcn32s_upscore_final")
     assert not final.trainable
@@ -58,7 +58,7 @@ def test_bad_model_options(kwargs, message):
 
 def test_missing_backbone_weights_file(tmp_path):
     with pytest.raises(InputError, match="nope.h5: file not found"):
-        build_fcn(ModelConfig(input_hw=SMALL), backbone_weights=str(tmp_path / "nope.h5"))
+        build_fcn(ModelConfig(alpha=0.35, input_hw=SMALL), backbone_weights=str(tmp_path / "nope.h5"))
 
 
 def test_backbone_weights_from_a_file(tmp_path):
@@ -66,7 +66,7 @@ def test_backbone_weights_from_a_file(tmp_path):
                                             input_shape=(*SMALL, 3))
     path = tmp_path / "backbone.h5"
     source.save_weights(str(path))
-    model = build_fcn(ModelConfig(input_hw=SMALL), backbone_weights=str(path))
+    model = build_fcn(ModelConfig(alpha=0.35, input_hw=SMALL), backbone_weights=str(path))
     np.testing.assert_array_equal(model.get_layer("Conv1").get_weights()[0],
                                   source.get_layer("Conv1").get_weights()[0])
 
@@ -77,7 +77,7 @@ def test_imagenet_weights_offline_fail_clearly(tmp_path, monkeypatch):
     for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")
     with pytest.raises(RuntimeError, match="could not download the ImageNet mobilenetv2 weights"):
-        build_fcn(ModelConfig(input_hw=(96, 96)), backbone_weights="imagenet")
+        build_fcn(ModelConfig(alpha=0.35, input_hw=(96, 96)), backbone_weights="imagenet")
 
 
 def test_loss_ignores_void_and_weights_classes():
@@ -170,7 +170,7 @@ def test_bn_momentum_makes_eval_mode_match_training_mode():
     gaps = {}
     for momentum in (0.9, 0.999):
         tf.random.set_seed(0)
-        model = build_fcn(ModelConfig(input_hw=SMALL, bn_momentum=momentum, dropout=0.0))
+        model = build_fcn(ModelConfig(alpha=0.35, input_hw=SMALL, bn_momentum=momentum, dropout=0.0))
         model.compile(keras.optimizers.Adam(1e-6), masked_weighted_crossentropy(None, 11))
         assert model.get_layer("bn_Conv1").momentum == momentum
         for _ in range(100):

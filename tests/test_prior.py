@@ -97,7 +97,7 @@ def test_folding_shifts_every_output_pixel_by_the_shift(arch):
     from fcnedge.train.models import ModelConfig, build_fcn
     from fcnedge.train.prior import fold_logit_shift
 
-    model = build_fcn(ModelConfig(arch=arch, input_hw=(64, 96)))
+    model = build_fcn(ModelConfig(alpha=0.35, arch=arch, input_hw=(64, 96)))
     images = np.random.default_rng(1).integers(0, 256, (2, 64, 96, 3)).astype(np.float32)
     before = model.predict(images, verbose=0)
     shift = np.linspace(-1, 1, model.output_shape[-1]).astype(np.float32)
@@ -108,6 +108,7 @@ def test_folding_shifts_every_output_pixel_by_the_shift(arch):
 
 def test_correct_prior_then_eval_and_convert_use_it(converted, synth_data, tmp_path, capsys,
                                                     caplog, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
     shutil.copytree(converted[0], run)
     data = str(synth_data)
@@ -133,7 +134,7 @@ def test_correct_prior_then_eval_and_convert_use_it(converted, synth_data, tmp_p
     raw = json.loads((tmp_path / "raw.json").read_text())
     assert raw["prior_correction"] is None
     assert raw["confusion_matrix"] != corrected["confusion_matrix"]
-    assert (run / "eval-val-uncorrected" / "scores.json").is_file()
+    assert (tmp_path / "eval-run-val-uncorrected" / "scores.json").is_file()
 
     # Every exported format carries it, and scores as the corrected Keras model does.
     code, _, err = run_cli(capsys, "convert", "--model", str(run), "--data", data, "--out",

@@ -14,7 +14,7 @@ tfmot = pytest.importorskip("tensorflow_model_optimization")
 def _small_model(decoder="bilinear", backbone="mobilenetv2"):
     from fcnedge.train.models import ModelConfig, build_fcn
 
-    return build_fcn(ModelConfig(input_hw=(64, 96), decoder=decoder, backbone=backbone,
+    return build_fcn(ModelConfig(alpha=0.35, input_hw=(64, 96), decoder=decoder, backbone=backbone,
                                  fc_units=16 if backbone == "vgg16" else 0))
 
 

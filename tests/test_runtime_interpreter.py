@@ -78,6 +78,15 @@ def test_missing_delegate_is_a_clear_error(delegate, library, tflite_models):
         make_interpreter(tflite_models["int8"], delegate)
 
 
+def test_the_fallback_warning_does_not_tell_the_user_to_pass_the_fallback(tflite_models,
+                                                                          caplog):
+    with caplog.at_level("WARNING"):
+        _, info = make_interpreter(tflite_models["int8"], "edgetpu", fallback_cpu=True)
+    assert info.fell_back and info.delegate == "cpu"
+    assert "running on the CPU instead (--fallback cpu)" in caplog.text
+    assert "Use --fallback cpu" not in caplog.text
+
+
 def test_gpu_tries_litert_accelerator_before_the_library(tflite_models):
     try:
         interpreter, info = make_interpreter(tflite_models["float32"], "gpu")

@@ -1,5 +1,6 @@
 """Training end to end on synthetic scenes: it learns, it resumes, eval reproduces its score."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ INPUT = (96, 128)
 
 
 def small_config(data, out, **overrides) -> TrainConfig:
-    settings = dict(data=str(data), out=str(out), model=ModelConfig(input_hw=INPUT),
+    settings = dict(data=str(data), out=str(out), model=ModelConfig(alpha=0.35, input_hw=INPUT),
                     epochs=4, batch_size=8, learning_rate=3e-3, warmup_epochs=0.5,
                     augment=AugmentConfig(scale_min=0.9, scale_max=1.2))
     settings.update(overrides)
@@ -114,6 +115,24 @@ def test_resume_continues_at_the_right_epoch_and_learning_rate(synth_data, tmp_p
         assert entry["lr"] == pytest.approx(expected, rel=1e-4), entry
 
 
+def test_resume_with_more_epochs_records_them_and_a_plain_resume_keeps_them(
+        synth_data, tmp_path, caplog):
+    from fcnedge.train.trainer import resumed_epochs
+
+    config = small_config(synth_data, tmp_path / "run", epochs=1, limit_train=8, limit_val=2)
+    train(config, verbose=0)
+    extended = train(replace(config, epochs=2), resume=True, verbose=0)
+    assert [entry["epoch"] for entry in extended.history] == [1, 2]
+    assert resumed_epochs(tmp_path / "run") == 2
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        again = train(replace(config, epochs=resumed_epochs(tmp_path / "run")), resume=True,
+                      verbose=0)
+    assert len(again.history) == 2
+    assert "after epoch 2 of 2" in caplog.text and "already finished 2 epochs" in caplog.text
+    assert "could not be found" not in caplog.text
+
+
 def test_refuses_to_overwrite_a_run(synth_data, tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.txt").write_text("mine")
@@ -169,7 +188,7 @@ def test_init_weights_errors_name_the_source(trained_run, synth_data, tmp_path):
                                          "alpha 0.35 vs 0.5"):
         train(small_config(synth_data, tmp_path / "b", model=wider,
                            init_weights=str(trained_run.run_dir)), verbose=0)
-    coarser = ModelConfig(input_hw=INPUT, arch="fcn16s")
+    coarser = ModelConfig(alpha=0.35, input_hw=INPUT, arch="fcn16s")
     with pytest.raises(InputError, match="a fcn8s cannot start a fcn16s; .* same or a coarser"):
         train(small_config(synth_data, tmp_path / "c", model=coarser,
                            init_weights=str(trained_run.run_dir)), verbose=0)
@@ -182,7 +201,7 @@ def test_init_weights_from_a_coarser_fcn_starts_where_it_ended(trained_run, synt
                                                                 tmp_path):
     # The paper's staged training: an FCN-2s from the trained FCN-8s. Its stride-4 and -2 skips
     # start at zero, so at a near-zero learning rate it scores what the FCN-8s scored.
-    finer = ModelConfig(input_hw=INPUT, arch="fcn2s")
+    finer = ModelConfig(alpha=0.35, input_hw=INPUT, arch="fcn2s")
     config = small_config(synth_data, tmp_path / "fcn2s", model=finer, epochs=1,
                           learning_rate=1e-9, limit_train=8, init_weights=str(trained_run.run_dir))
     result = train(config, verbose=0)
@@ -196,13 +215,13 @@ def test_copy_coarser_fcn_weights_keeps_the_coarser_prediction(decoder):
     from fcnedge.train.trainer import copy_coarser_fcn_weights
 
     keras.utils.set_random_seed(3)
-    coarse = build_fcn(ModelConfig(input_hw=(64, 96), arch="fcn8s", decoder=decoder))
+    coarse = build_fcn(ModelConfig(alpha=0.35, input_hw=(64, 96), arch="fcn8s", decoder=decoder))
     # Zero-initialised skips would pass a copy that forgot them: give them weights to carry.
     for name in ("fcn8s_score_pool16", "fcn8s_score_pool8"):
         kernel, bias = coarse.get_layer(name).get_weights()
         coarse.get_layer(name).set_weights([np.random.default_rng(0).normal(
             0, 0.5, kernel.shape).astype(np.float32), bias])
-    fine = build_fcn(ModelConfig(input_hw=(64, 96), arch="fcn2s", decoder=decoder))
+    fine = build_fcn(ModelConfig(alpha=0.35, input_hw=(64, 96), arch="fcn2s", decoder=decoder))
     copied = copy_coarser_fcn_weights(coarse, "fcn8s", fine, "fcn2s")
     assert copied == sum(1 for layer in coarse.layers if layer.get_weights()) - (
         decoder == "transpose")  # the fixed final upsampling is not copied

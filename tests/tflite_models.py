@@ -16,7 +16,7 @@ def make_tflite(path: Path, kind: str = "float32", input_hw=(64, 96), arch: str 
     from fcnedge.train.tfcompat import keras, tf
 
     keras.utils.set_random_seed(seed)
-    model = build_fcn(ModelConfig(arch=arch, input_hw=tuple(input_hw), dropout=0.0))
+    model = build_fcn(ModelConfig(alpha=0.35, arch=arch, input_hw=tuple(input_hw), dropout=0.0))
     # Random weights in the score layers, or every logit is zero and argmax is trivial.
     for layer in model.layers:
         if "score" in layer.name:

@@ -1,7 +1,6 @@
 """Subcommands `data`, `train` and `eval`; each handler imports TensorFlow only when it runs."""
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
@@ -9,7 +8,8 @@ import sys
 from pathlib import Path
 
 from fcnedge.runtime.errors import InputError
-from fcnedge.runtime.fileio import check_writable_location
+from fcnedge.runtime.fileio import check_writable_location, safe_file_part
+from fcnedge.runtime.labels import CAMVID, add_classes_argument, check_data_labels, dataset_labels
 from fcnedge.runtime.preprocess import parse_size
 from fcnedge.train.splits import drive_counts, parse_names
 from fcnedge.runtime.validate import (COUNT, BELOW_ONE, FRAME_RATE, NON_NEGATIVE, POSITIVE, UNIT,
@@ -37,12 +37,10 @@ def _progress_printer(what: str):
 def add_parsers(subparsers) -> None:
     from fcnedge.cli import add_common
 
-    defaults = argparse.ArgumentDefaultsHelpFormatter
 
     data = subparsers.add_parser("data", help="get or make datasets")
     data_sub = data.add_subparsers(dest="action", metavar="ACTION", required=True)
-    camvid = data_sub.add_parser("camvid", formatter_class=defaults,
-                                 help="download CamVid (SegNet layout) and verify it")
+    camvid = data_sub.add_parser("camvid", help="download CamVid (SegNet layout) and verify it")
     camvid.add_argument("--dest", required=True, help="folder to create")
     camvid.add_argument("--url", default=None, help="archive URL (a mirror); default: the "
                         "SegNet tutorial's GitHub archive")
@@ -51,8 +49,7 @@ def add_parsers(subparsers) -> None:
     add_common(camvid)
     camvid.set_defaults(handler=run_data_camvid)
 
-    synth = data_sub.add_parser("synth", formatter_class=defaults,
-                                help="write a synthetic street-scene dataset (SegNet layout)")
+    synth = data_sub.add_parser("synth", help="write a synthetic street-scene dataset (SegNet layout)")
     synth.add_argument("--dest", required=True, help="folder to write")
     synth.add_argument("--num", type=flag_type(COUNT), default=64, help="training images")
     synth.add_argument("--num-val", type=flag_type(ZERO_OR_MORE), default=None, help="validation images "
@@ -62,8 +59,7 @@ def add_parsers(subparsers) -> None:
     add_common(synth)
     synth.set_defaults(handler=run_data_synth)
 
-    clip = data_sub.add_parser("clip", formatter_class=defaults,
-                               help="turn an image folder or glob (e.g. CamVid val) into an mp4 "
+    clip = data_sub.add_parser("clip", help="turn an image folder or glob (e.g. CamVid val) into an mp4 "
                                "to stream or benchmark")
     clip.add_argument("--source", required=True, help="image folder, glob or video file")
     clip.add_argument("--out", required=True, help="the .mp4 to write")
@@ -72,21 +68,26 @@ def add_parsers(subparsers) -> None:
     add_common(clip)
     clip.set_defaults(handler=run_data_clip)
 
-    train = subparsers.add_parser("train", formatter_class=defaults,
-                                  help="train an FCN; writes a run folder")
+    train = subparsers.add_parser("train", help="train an FCN; writes a run folder")
     train.add_argument("--data", required=True, help="dataset folder (SegNet layout or "
                        "SPLIT/images + SPLIT/masks)")
     train.add_argument("--out", required=True, help="run folder to write")
+    add_classes_argument(train, training=True)
     train.add_argument("--arch", default="fcn8s",
                        choices=["fcn32s", "fcn16s", "fcn8s", "fcn4s", "fcn2s"])
     train.add_argument("--backbone", default="mobilenetv2", choices=["vgg16", "mobilenetv2"])
-    train.add_argument("--alpha", type=flag_type(POSITIVE), default=0.35, help="MobileNetV2 width multiplier")
+    train.add_argument("--alpha", type=flag_type(POSITIVE), default=0.75, help="MobileNetV2 width multiplier")
     train.add_argument("--input-size", default=None,
                        help="HxW, multiples of 32 (default 224x224 for vgg16, 352x480 for "
                        "mobilenetv2)")
     train.add_argument("--decoder", default="bilinear", choices=["bilinear", "transpose"],
                        help="upsampling: fixed bilinear resize, or learned transposed "
                        "convolutions as in the paper")
+    train.add_argument("--context", default="none", choices=["none", "lraspp"],
+                       help="context module on the stride-32 features: none, or lraspp "
+                       "(Lite R-ASPP: a 1x1 branch gated by the global average)")
+    train.add_argument("--context-units", type=flag_type(COUNT), default=128,
+                       help="width of the context module")
     train.add_argument("--fc-units", type=flag_type(ZERO_OR_MORE), default=None,
                        help="width of the fc6/fc7 head (default 4096 for vgg16, 0 for "
                        "mobilenetv2)")
@@ -95,16 +96,16 @@ def add_parsers(subparsers) -> None:
                        "from-scratch runs)")
     train.add_argument("--dropout", type=flag_type(BELOW_ONE), default=0.1)
     train.add_argument("--epochs", type=flag_type(COUNT), default=None,
-                       help="default 40; with --resume, the run's own count "
-                            "(pass it to extend the run: the schedule stretches to match)")
-    train.add_argument("--batch-size", type=flag_type(COUNT), default=8, help="per replica")
+                       help="default 90 (the recipe's first stage); with --resume, the run's "
+                            "own count (pass it to extend the run: the schedule stretches)")
+    train.add_argument("--batch-size", type=flag_type(COUNT), default=4, help="per replica")
     train.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
     train.add_argument("--lr", type=flag_type(POSITIVE), default=2e-3, help="peak learning rate")
     train.add_argument("--weight-decay", type=flag_type(NON_NEGATIVE), default=1e-4)
     train.add_argument("--schedule", default="cosine", choices=["cosine", "poly", "constant"])
     train.add_argument("--warmup-epochs", type=flag_type(NON_NEGATIVE), default=1.0)
     train.add_argument("--class-weights", default="median-freq", choices=["none", "median-freq"])
-    train.add_argument("--class-weight-power", type=flag_type(POSITIVE), default=1.0, metavar="P",
+    train.add_argument("--class-weight-power", type=flag_type(POSITIVE), default=0.5, metavar="P",
                        help="median-freq weights raised to P (0 < P <= 1; 0.5 = square root): "
                        "tempers the balancing")
     train.add_argument("--loss", default="ce", choices=["ce", "ce+lovasz"],
@@ -160,15 +161,16 @@ def add_parsers(subparsers) -> None:
                        help="TensorFlow CPU threads (default: all cores)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--overwrite", action="store_true", help="replace a run in --out")
-    train.add_argument("--quiet", action="store_true", help="no per-step progress bar")
+    train.add_argument("--quiet", action="store_true",
+                       help="no Keras progress bar or per-epoch line: one line per epoch")
     add_common(train)
     train.set_defaults(handler=run_train)
 
-    evaluate = subparsers.add_parser("eval", formatter_class=defaults,
-                                     help="mIoU, per-class IoU, pixel accuracy, confusion PNG")
+    evaluate = subparsers.add_parser("eval",    help="mIoU, per-class IoU, pixel accuracy, confusion PNG")
     evaluate.add_argument("--model", required=True,
                           help="run folder, .h5 weights in one, or a .tflite model")
     evaluate.add_argument("--data", required=True, help="dataset folder")
+    add_classes_argument(evaluate)
     evaluate.add_argument("--split", default="val",
                           help="train, val or test; several comma-separated are pooled")
     evaluate.add_argument("--drives", default="", metavar="DRIVES",
@@ -182,7 +184,7 @@ def add_parsers(subparsers) -> None:
                           help="score a Keras model at another input size (multiples of 32) "
                           "than it was trained at, to pick the size to export (default: its own)")
     evaluate.add_argument("--out", default=None, help="folder for confusion.png and scores "
-                          "(default: eval-SPLIT beside the model)")
+                          "(default: ./eval-MODEL-SPLIT in the current folder)")
     evaluate.add_argument("--error-class", default=None, metavar="NAME",
                           help="also draw errors-NAME.png: the images with the most errors of "
                           "this class, its pixels painted found / missed / false alarm")
@@ -195,8 +197,7 @@ def add_parsers(subparsers) -> None:
     evaluate.set_defaults(handler=run_eval)
 
     correct_prior = subparsers.add_parser(
-        "correct-prior", formatter_class=defaults,
-        help="choose the prior correction of a class-weighted run (tau, by mIoU on a split)",
+        "correct-prior", help="choose the prior correction of a class-weighted run (tau, by mIoU on a split)",
         description="Class weights make a model over-predict its rare classes. This scores "
         "argmax(logits - tau * log(class weight)) for each tau on a split (the training split "
         "by default: val selects models) and stores the best tau in prior_correction.json in the "
@@ -204,6 +205,7 @@ def add_parsers(subparsers) -> None:
         "cost per frame).")
     correct_prior.add_argument("--model", required=True, help="run folder (class-weighted)")
     correct_prior.add_argument("--data", required=True, help="dataset folder")
+    add_classes_argument(correct_prior)
     correct_prior.add_argument("--split", default="train", help="split to choose tau on")
     correct_prior.add_argument("--taus", default=",".join(f"{t:g}" for t in DEFAULT_TAUS),
                                help="comma-separated tau values to try (0 = as trained)")
@@ -293,8 +295,11 @@ def run_train(args) -> dict:
     epochs = args.epochs if args.epochs is not None else (
         resumed_epochs(args.out) if args.resume else TrainConfig.epochs)
     input_hw = parse_size(args.input_size or DEFAULT_INPUT_SIZE[args.backbone])
+    labels = dataset_labels(args.data, args.classes) if not args.resume else CAMVID
     model = ModelConfig(arch=args.arch, backbone=args.backbone, input_hw=input_hw,
+                        num_classes=labels.num_classes,
                         alpha=args.alpha, decoder=args.decoder,
+                        context=args.context, context_units=args.context_units,
                         fc_units=default_fc_units(args.backbone) if args.fc_units is None
                         else args.fc_units, bn_momentum=args.bn_momentum, dropout=args.dropout)
     if args.scale_min <= 0 or args.scale_max < args.scale_min:
@@ -320,8 +325,8 @@ def run_train(args) -> dict:
         val_drives=parse_names(args.val_drives, "--val-drives"), keep=args.keep,
         limit_train=args.limit_train,
         limit_val=args.limit_val, threads=args.threads)
-    result = train(config, resume=args.resume, overwrite=args.overwrite,
-                   verbose=2 if args.quiet else 1)
+    result = train(config, resume=args.resume, overwrite=args.overwrite, labels=labels,
+                   verbose=0 if args.quiet else 1)
     log.info("best val mIoU %.2f%% at epoch %d; run in %s", result.best_miou, result.best_epoch,
              result.run_dir)
     return {"run_dir": str(result.run_dir), "best_epoch": result.best_epoch,
@@ -333,7 +338,7 @@ def run_eval(args) -> dict:
     from fcnedge.train.evaluate import (WorstImages, evaluate_predictor, format_scores_table,
                                         keras_predictor, plot_confusion, tflite_predictor,
                                         write_class_error_sheet)
-    from fcnedge.runtime.fileio import safe_file_part, write_json_atomic, write_text_atomic
+    from fcnedge.runtime.fileio import write_json_atomic, write_text_atomic
     from fcnedge.train.models import ModelConfig
     from fcnedge.train.trainer import load_trained_model
 
@@ -370,6 +375,7 @@ def run_eval(args) -> dict:
         correction = info["prior_correction"]
         trained_hw = ModelConfig.from_dict(info["model"]).input_hw
         batch_size = args.batch_size
+    check_data_labels(labels, args.data, args.classes)
     worst = None
     if args.error_class is not None:
         lowered = [name.lower() for name in labels.class_names]
@@ -382,9 +388,9 @@ def run_eval(args) -> dict:
     scores = evaluate_predictor(predict, arrays.images, arrays.full_masks, labels,
                                 batch_size=batch_size, progress=_progress_printer("images"),
                                 on_image=worst)
-    run_dir = model_path if model_path.is_dir() else model_path.parent
-    default_out = (run_dir / f"eval-{split_label}" if model_path.suffix != ".tflite"
-                   else run_dir / f"eval-{model_path.stem}-{split_label}")
+    # In the current folder, never beside the model: that may be a bundled model inside the
+    # installed package, or someone else's read-only folder.
+    default_out = Path.cwd() / f"eval-{model_label(model_path)}-{split_label}"
     size_label = f"{input_hw[0]}x{input_hw[1]}"
     if tuple(input_hw) != tuple(trained_hw):
         # Its own folder, so the trained-size scores beside the weights are not overwritten.
@@ -417,6 +423,18 @@ def run_eval(args) -> dict:
             log.info("no %s errors on %s: no error sheet written", name, args.split)
         result["error_sheet"] = str(sheet) if sheet else None
     return result
+
+
+def model_label(model_path: Path) -> str:
+    """A file-name part naming a model: the .tflite's stem, the run folder's name, or the run
+    folder and weights file (`run-last` for last.weights.h5)."""
+    if model_path.suffix == ".tflite":
+        return safe_file_part(model_path.stem)
+    if model_path.is_dir():
+        return safe_file_part(model_path.name)
+    weights = model_path.name.removesuffix(".weights.h5").removesuffix(".h5")
+    run_dir = model_path.parent.parent if model_path.parent.name == "epochs" else model_path.parent
+    return safe_file_part(f"{run_dir.name}-{weights}")
 
 
 def eval_pairs(args) -> tuple[list, str]:
@@ -467,6 +485,7 @@ def run_correct_prior(args) -> dict:
         raise InputError(f"--model {run_dir}: expected a run folder (the prior correction is "
                          "stored in it, beside the weights it corrects)")
     model, config, labels, info = load_trained_model(run_dir, prior_correction=False)
+    check_data_labels(labels, args.data, args.classes)
     log_weights = log_class_weights(info, labels.num_classes, str(run_dir / RUN_FILE))
     pairs = find_pairs(args.data, args.split, args.limit)
     arrays = load_split(pairs, config.input_hw, labels)

@@ -103,7 +103,7 @@ def limit_pairs(pairs: list[Pair], limit: int | None, flag: str = "--limit") -> 
 def read_pair(pair: Pair, labels: LabelSet) -> tuple[np.ndarray, np.ndarray]:
     """Decodes and validates one pair: BGR image and label mask of the same size."""
     image = read_image(pair.image)
-    mask = read_mask(pair.mask, num_labels=labels.num_labels)
+    mask = read_mask(pair.mask, labels)
     if image.shape[:2] != mask.shape[:2]:
         raise InputError(f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
                          f"{image.shape[1]}x{image.shape[0]} (WxH)")

@@ -36,6 +36,10 @@ ARCH_STRIDES = {
     "fcn2s": (32, 16, 8, 4, 2),
 }
 DECODERS = ("transpose", "bilinear")
+# Context on the stride-32 features before scoring. 'lraspp' is MobileNetV3's Lite R-ASPP: a
+# 1x1 conv branch gated per channel by the image's global average, so the whole scene steers
+# each pixel's class for two 1x1 convs, one MEAN and one MUL (int8 and XNNPACK ops).
+CONTEXTS = ("none", "lraspp")
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 
 
@@ -56,11 +60,13 @@ class ModelConfig:
     backbone: str = "mobilenetv2"
     num_classes: int = 11
     input_hw: tuple[int, int] = (352, 480)
-    alpha: float = 0.35
+    alpha: float = 0.75
     fc_units: int = 0
     decoder: str = "bilinear"
     bn_momentum: float = 0.9
     dropout: float = 0.1
+    context: str = "none"
+    context_units: int = 128
 
     def __post_init__(self):
         if self.arch not in ARCH_STRIDES:
@@ -71,6 +77,10 @@ class ModelConfig:
         if self.decoder not in DECODERS:
             raise InputError(f"--decoder: got {self.decoder!r}, expected one of "
                              f"{', '.join(DECODERS)}")
+        if self.context not in CONTEXTS:
+            raise InputError(f"--context: got {self.context!r}, expected one of "
+                             f"{', '.join(CONTEXTS)}")
+        POSITIVE.check(self.context_units, "--context-units")
         check_divisible(self.input_hw, 32)
         if not (POSITIVE.contains(self.alpha) and self.alpha <= 1.4):
             raise InputError(f"--alpha: got {self.alpha}, expected a width in (0, 1.4]")
@@ -123,6 +133,19 @@ def _upsample(x, factor: int, config: ModelConfig, name: str, trainable: bool = 
             _bilinear_kernel(factor, config.num_classes)),
         trainable=trainable, name=name)
     return layer(x)
+
+
+def _context(x, config: ModelConfig):
+    """The stride-32 context module named by config.context (identity for 'none')."""
+    if config.context == "none":
+        return x
+    units = config.context_units
+    local = keras.layers.Conv2D(units, 1, use_bias=False, name="context_conv")(x)
+    local = keras.layers.BatchNormalization(momentum=config.bn_momentum, name="context_bn")(local)
+    local = keras.layers.ReLU(name="context_relu")(local)
+    scene = keras.layers.GlobalAveragePooling2D(keepdims=True, name="context_pool")(x)
+    gate = keras.layers.Conv2D(units, 1, activation="sigmoid", name="context_gate")(scene)
+    return keras.layers.Multiply(name="context_mul")([local, gate])
 
 
 def _backbone(config: ModelConfig, inputs, weights: str | None):
@@ -207,7 +230,8 @@ def build_fcn(config: ModelConfig, backbone_weights: str | None = None):
         x = keras.layers.Dropout(config.dropout, name="drop6")(x)
         x = keras.layers.Conv2D(config.fc_units, 1, activation="relu", name="fc7")(x)
         x = keras.layers.Dropout(config.dropout, name="drop7")(x)
-    elif config.dropout:
+    x = _context(x, config)
+    if not config.fc_units and config.dropout:
         x = keras.layers.Dropout(config.dropout, name="drop_features")(x)
     x = keras.layers.Conv2D(config.num_classes, 1, name=f"{config.arch}_score_fr")(x)
     for stride, skip in zip(strides[1:], features[1:]):

@@ -65,15 +65,15 @@ class TrainConfig:
     data: str
     out: str
     model: ModelConfig = field(default_factory=ModelConfig)
-    epochs: int = 40
-    batch_size: int = 8
+    epochs: int = 90
+    batch_size: int = 4
     optimizer: str = "adamw"
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     schedule: str = "cosine"
     warmup_epochs: float = 1.0
     class_weights: str = "median-freq"
-    class_weight_power: float = 1.0
+    class_weight_power: float = 0.5
     loss: str = "ce"
     backbone_weights: str = "none"
     init_weights: str | None = None
@@ -255,6 +255,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     """Trains (or resumes) a run; see the module docstring for what it writes.
 
     Args:
+      labels: the dataset's classes (`runtime.labels.dataset_labels`); they set the model's
+        class count. A resumed run keeps the classes in its run.json.
       callbacks: extra Keras callbacks, run after the run's own ones each epoch.
 
     Raises:
@@ -264,6 +266,12 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     if not resume:
         check_writable_location(config.out, "--out", folder=True)
     config, stored = _resumed_config(config, resume)
+    if stored:
+        labels = LabelSet.from_dict(stored.get("labels"), str(Path(config.out) / RUN_FILE))
+    if config.model.num_classes != labels.num_classes:
+        # The label set is the one source of the class count: a 3-class dataset needs no
+        # separate num_classes to be kept in step with it.
+        config = replace(config, model=replace(config.model, num_classes=labels.num_classes))
     paste_ids = config.augment.paste_ids(labels.class_names)   # a resumed run's own classes
     if config.threads:
         # Measured on 2 cores: a second intra-op thread barely speeds a step up, while two
@@ -342,7 +350,14 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     history: list = []
     if resume:
         if latest:
-            checkpoint.restore(latest)
+            # The optimizer's slots are restored when its first step creates them; a run that
+            # is already finished takes no step, and without expect_partial TensorFlow would
+            # warn once per unrestored slot (hundreds of lines) at exit.
+            checkpoint.restore(latest).expect_partial()
+        if stored and chief and stored["train"].get("epochs") != config.epochs:
+            # --resume --epochs N extends the run: its record (and the cards made from it)
+            # must say N, or a later plain --resume would plan the old count.
+            write_json_atomic(run_dir / RUN_FILE, {**stored, "train": config.to_dict()})
         history = read_history(Path(config.out))
         # Epochs after the checkpoint were not saved with the model: drop them, redo them.
         history = [entry for entry in history if entry["epoch"] <= int(epoch_var.numpy())]
