@@ -8,7 +8,7 @@ OUT ?= out
 DATA ?= ../shared/datasets/camvid
 BUNDLED ?= models/camvid_fcn2s_mobilenetv2
 
-.PHONY: demo demo-train test bench install clean
+.PHONY: demo demo-train test bench card install clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ demo-train: $(VENV)/.installed
 # fine-tunes it again, ~10 min here), then benchmarked in one run with the Keras row.
 bench: $(VENV)/.installed
 	sh benchmarks/recipe.sh $(BUNDLED) $(DATA) $(OUT)/published
+
+# The bundled model's card (models/README.md), generated from the committed records.
+card: $(VENV)/.installed
+	$(PY) -m fcnedge.benchmarks.model_card --bundled $(BUNDLED) benchmarks/published_bench.md models/README.md
 
 clean:
 	rm -rf $(VENV) out

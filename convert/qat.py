@@ -1,6 +1,6 @@
 """Quantization-aware fine-tuning of a trained FCN with tensorflow-model-optimization (tf_keras).
 
-The recipe, chosen by measurement (README, "Convert to TFLite"): start from the best float
+The recipe, chosen by measurement (docs/quantization.md): start from the best float
 weights, freeze every BatchNorm (inference-mode statistics, no gamma/beta updates) so the folded
 scales the int8 export uses are the ones QAT trained against, fine-tune a few epochs at a learning
 rate about 100x below the float peak with the trainer's own loss, class weights and augmentation,

@@ -330,7 +330,7 @@ def test_speedups_compare_against_float32_of_the_same_input_size():
 
 
 def test_pareto_labels_whose_boxes_overlap_are_stacked_apart():
-    from fcnedge.benchmarks.bench import stack_labels
+    from fcnedge.benchmarks.pareto_plot import stack_labels
 
     def overlap(a, b):
         return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
@@ -366,3 +366,17 @@ def test_model_card_keeps_rows_of_another_input_size_apart(benched, converted, t
     text = model_card(run, [result, {"rows": [small]}], report)
     assert f"| float32 | {full['size_mb']:.2f} | {full['miou']:.2f} |" in text
     assert f"| float32 64x64 | {small['size_mb']:.2f} | {small['miou']:.2f} |" in text
+
+
+def test_the_bundled_models_card_is_the_generators_output():
+    """models/README.md is generated (`make card`), never edited by hand."""
+    from conftest import REPO
+    from fcnedge.benchmarks.model_card import bundled_records, model_card
+
+    run_dir = REPO / "models" / "camvid_fcn2s_mobilenetv2"
+    converts, bench = bundled_records(run_dir, REPO / "benchmarks" / "published_bench.md")
+    text = model_card(run_dir, converts, bench)
+    assert text == (REPO / "models" / "README.md").read_text(encoding="utf-8")
+    for section in ("## Intended use", "## Data", "## Accuracy", "## Limitations", "## Speed"):
+        assert section in text
+    assert "held-out mIoU" in text and "../shared" not in text

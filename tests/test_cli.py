@@ -205,3 +205,16 @@ def test_every_flag_shows_its_default_once_in_help(capsys):
                 else ():
             entry = text.split(f" {flag} ", 1)[1].split(" --", 1)[0]
             assert entry.count("default") == 1, (flag, entry)
+
+
+def test_quiet_training_prints_only_its_own_lines(broken_data, tmp_path):
+    """--quiet: no Keras progress, and (from the real command line) none of TensorFlow's
+    start-up or checkpoint chatter: one line per epoch and the summary."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "fcnedge", "train", "--data", str(broken_data), "--out",
+         str(tmp_path / "run"), "--input-size", "64x96", "--alpha", "0.35", "--epochs", "2",
+         "--batch-size", "2", "--quiet"], capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout == ""
+    lines = completed.stderr.splitlines()
+    assert [line.split()[0] for line in lines] == ["loading", "epoch", "epoch", "best"], lines

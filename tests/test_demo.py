@@ -47,6 +47,19 @@ def test_demo_on_the_bundled_model_writes_video_sheet_and_bench(tmp_path, monkey
     assert str(out / "demo_overlay.mp4") in printed.out
 
 
+def test_demo_exits_1_when_a_bench_row_fails(tmp_path, monkeypatch, capsys):
+    import fcnedge.benchmarks.bench as bench_module
+
+    monkeypatch.delenv("FCNEDGE_DATA", raising=False)
+    monkeypatch.setattr(bench_module, "_run_row", lambda spec, timeout_s: {
+        "model": spec["model"], "status": "failed", "reason": "worker crashed (test)",
+        "format": "int8-qat", "device": "cpu"})
+    code = main(["demo", "--out", str(tmp_path / "demo"), "--max-frames", "2"])
+    err = capsys.readouterr().err
+    assert code == 1 and "rows failed" in err and "worker crashed (test)" in err
+    assert (tmp_path / "demo" / "demo_overlay.mp4").is_file()    # the rest still written
+
+
 def test_demo_never_replaces_a_folder_it_did_not_write(tmp_path, capsys):
     out = tmp_path / "precious"
     out.mkdir()

@@ -146,7 +146,7 @@ def median_frequency_weights(pixels: np.ndarray, pixels_of_images_with: np.ndarr
 
     `power` < 1 tempers the balancing (0.5: square root): on CamVid the plain weights put 32x
     more weight on a Pedestrian pixel than on a Building pixel, and a small network answers
-    with Pedestrian false positives inside buildings (measured: README, class weights).
+    with Pedestrian false positives inside buildings (measured: docs/experiments.md, "First runs").
     Only the first `num_classes` ids are scored (void comes after them). A class that never
     occurs gets weight 1: it contributes no pixels to the loss either way.
     """

@@ -6,7 +6,6 @@ and an int8 softmax over HxWxC would cost more than the int8 body saves.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
