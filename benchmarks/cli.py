@@ -6,9 +6,7 @@ from fcnedge.runtime.labels import add_classes_argument
 from fcnedge.runtime.validate import COUNT, PERCENT, POSITIVE, ZERO_OR_MORE, flag_type
 
 
-def add_parsers(subparsers) -> None:
-    from fcnedge.cli import add_common
-
+def add_parsers(subparsers, add_common) -> None:
     bench = subparsers.add_parser(
         "bench", help="accuracy vs speed of .tflite models and Keras runs, one process per model")
     bench.add_argument("--models", nargs="+", required=True, metavar="PATH",

@@ -67,9 +67,12 @@ _OPTIONAL_TRAIN_FLAGS = (
 
 def _train_defaults() -> dict:
     """`fcnedge train`'s own defaults, read from its parser so the card cannot drift from it."""
-    from fcnedge.cli import build_parser
+    from fcnedge.runtime.validate import OneLineParser, add_common
+    from fcnedge.train.cli import add_parsers
 
-    return vars(build_parser().parse_args(["train", "--data", "-", "--out", "-"]))
+    parser = OneLineParser(prog="fcnedge")
+    add_parsers(parser.add_subparsers(dest="command"), add_common)
+    return vars(parser.parse_args(["train", "--data", "-", "--out", "-"]))
 
 
 def _flag_text(value) -> str:
@@ -138,7 +141,7 @@ def _correct_prior_command(name: str, correction: dict) -> str:
 
 
 def model_card(run_dir: Path, converts: list[dict], bench: dict) -> str:
-    from fcnedge.train.trainer import run_lineage
+    from fcnedge.train.warm_start import run_lineage
 
     stages = run_lineage(run_dir)
     run, history = stages[-1]

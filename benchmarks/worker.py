@@ -102,7 +102,7 @@ class KerasRow:
             tf.config.threading.set_intra_op_parallelism_threads(spec["threads"])
             tf.config.threading.set_inter_op_parallelism_threads(spec["threads"])
         from fcnedge.runtime.preprocess import labels_to_frame, preprocess
-        from fcnedge.train.trainer import load_trained_model
+        from fcnedge.train.weights import load_trained_model
 
         self.tf = tf
         self._preprocess, self._labels_to_frame = preprocess, labels_to_frame

@@ -9,9 +9,7 @@ from fcnedge.runtime.validate import COUNT, NON_NEGATIVE, POSITIVE, ZERO_OR_MORE
 log = logging.getLogger("fcnedge")
 
 
-def add_parsers(subparsers) -> None:
-    from fcnedge.cli import add_common
-
+def add_parsers(subparsers, add_common) -> None:
     convert = subparsers.add_parser(
         "convert", help="export TFLite formats, check them, verify them against the float model")
     convert.add_argument("--model", required=True, help="run folder (or .h5 weights in one)")

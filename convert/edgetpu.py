@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from fcnedge.convert.inspect import ModelGraph, read_graph
+from fcnedge.convert.inspect import ModelGraph
 
 EDGETPU_OPS = frozenset({
     "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "EXP",
@@ -103,7 +103,3 @@ def compile_for_edgetpu(path: str | os.PathLike, out_dir: str | os.PathLike) -> 
         raise RuntimeError(f"edgetpu_compiler failed on {path}: "
                            f"{completed.stderr.strip().splitlines()[-1:]}")
     return Path(out_dir) / f"{Path(path).stem}_edgetpu.tflite"
-
-
-def report_for_file(path: str | os.PathLike) -> dict:
-    return edgetpu_report(read_graph(path))

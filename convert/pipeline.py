@@ -111,11 +111,11 @@ def model_card(fmt: Format, graph, config, labels, info: dict, options: ConvertO
     }
 
 
-def convert(options: ConvertOptions, progress=None) -> dict:
+def convert(options: ConvertOptions) -> dict:
     """Runs the steps in the module docstring; returns the verification table as a dict."""
     from fcnedge.train.data import find_pairs, limit_pairs, load_split
     from fcnedge.train.evaluate import evaluate_predictor, keras_predictor, tflite_predictor
-    from fcnedge.train.trainer import load_trained_model
+    from fcnedge.train.weights import load_trained_model
 
     # 1. Inputs first.
     out = Path(options.out)

@@ -15,7 +15,7 @@ from fcnedge import INTERRUPTED_EXIT, __version__
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.fileio import check_writable_location, write_json_atomic
 from fcnedge.runtime.quiet import silence_native_stderr
-from fcnedge.runtime.validate import OneLineParser
+from fcnedge.runtime.validate import OneLineParser, add_common
 
 
 def _subcommand_modules():
@@ -24,8 +24,9 @@ def _subcommand_modules():
     from fcnedge.convert import cli as convert_cli
     from fcnedge.runtime import cli as runtime_cli
     from fcnedge.train import cli as train_cli
+    from fcnedge.train import eval_cli
 
-    return [train_cli, convert_cli, runtime_cli, bench_cli]
+    return [train_cli, eval_cli, convert_cli, runtime_cli, bench_cli]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,16 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fcnedge {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _subcommand_modules():
-        module.add_parsers(subparsers)
+        # Handed down, so no part imports this module back (the CLI sits on top of them).
+        module.add_parsers(subparsers, add_common)
     return parser
-
-
-def add_common(parser: argparse.ArgumentParser, json_result: bool = True) -> None:
-    """Flags every subcommand has."""
-    parser.add_argument("--verbose", "-v", action="store_true",
-                        help="more logging, and a traceback on failure")
-    if json_result:
-        parser.add_argument("--json", metavar="PATH", help="also write the result as JSON here")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,9 +17,7 @@ from fcnedge.runtime.validate import BELOW_ONE, COUNT, UNIT, ZERO_OR_MORE, flag_
 log = logging.getLogger("fcnedge")
 
 
-def add_parsers(subparsers) -> None:
-    from fcnedge.cli import add_common
-
+def add_parsers(subparsers, add_common) -> None:
     run = subparsers.add_parser("run", help="stream frames through a TFLite model")
     run.add_argument("--model", required=True, help=".tflite model (card: the .json beside it)")
     run.add_argument("--source", required=True,

@@ -125,3 +125,11 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_common(parser: argparse.ArgumentParser, json_result: bool = True) -> None:
+    """Flags every subcommand has."""
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="more logging, and a traceback on failure")
+    if json_result:
+        parser.add_argument("--json", metavar="PATH", help="also write the result as JSON here")

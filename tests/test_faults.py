@@ -38,7 +38,8 @@ def _wait_for(predicate, process, timeout_s=600.0, poll_s=0.05):
 
 
 def test_sigkill_mid_training_then_resume_has_no_gap_and_the_right_lr(synth_data, tmp_path):
-    from fcnedge.train.trainer import TrainConfig, make_schedule
+    from fcnedge.train.optimizer import make_schedule
+    from fcnedge.train.trainer import TrainConfig
 
     run = tmp_path / "run"
     args = ["train", "--data", str(synth_data), "--out", str(run), "--input-size", "64x96",

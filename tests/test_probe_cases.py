@@ -247,7 +247,7 @@ def test_convert_scratch_stays_inside_out_and_goes(tmp_path):
 
 
 def test_a_resume_clears_what_killed_saves_left(tmp_path):
-    from fcnedge.train.trainer import remove_leftovers
+    from fcnedge.train.run_folder import remove_leftovers
 
     (tmp_path / ".save-abc").mkdir()
     (tmp_path / ".save-abc" / "full.weights.h5").write_text("x")

@@ -134,7 +134,7 @@ def test_fine_tune_changes_weights_keeps_bn_frozen_and_stays_quantized(synth_dat
 def test_calibrated_qat_model_agrees_with_float_before_fine_tuning(converted, synth_data):
     from fcnedge.convert.qat import calibrate_ranges, quantize_for_training
     from fcnedge.train.data import find_pairs, load_split
-    from fcnedge.train.trainer import load_trained_model
+    from fcnedge.train.weights import load_trained_model
 
     run, _ = converted
     model, config, labels, _ = load_trained_model(run)

@@ -37,3 +37,14 @@ def test_every_tour_command_runs(tmp_path, monkeypatch, capsys):
     for written in ("runs/tour/run.json", "eval-tour-val/confusion.png", "out/tour/val.mp4",
                     "out/tour/bench/bench.md", "out/tour/bench/pareto.png"):
         assert (tmp_path / written).is_file(), written
+
+
+def test_the_readmes_python_imports_resolve():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    blocks = [part.split("```", 1)[0] for part in text.split("```python\n")[1:]]
+    assert blocks, "the README shows the Python API"
+    for block in blocks:
+        compile(block, "README.md", "exec")
+        imports = "\n".join(line for line in block.splitlines()
+                            if line.startswith(("import ", "from ")))
+        exec(imports, {})

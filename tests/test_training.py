@@ -9,8 +9,10 @@ from fcnedge.runtime.errors import InputError
 from fcnedge.train.models import ModelConfig
 from fcnedge.train.pipeline import AugmentConfig
 from fcnedge.train.tfcompat import keras
-from fcnedge.train.trainer import (TrainConfig, WarmupDecay, load_trained_model, run_lineage,
-                                   train)
+from fcnedge.train.optimizer import WarmupDecay
+from fcnedge.train.trainer import TrainConfig, train
+from fcnedge.train.warm_start import run_lineage
+from fcnedge.train.weights import load_trained_model
 
 INPUT = (96, 128)
 
@@ -212,7 +214,7 @@ def test_init_weights_from_a_coarser_fcn_starts_where_it_ended(trained_run, synt
 @pytest.mark.parametrize("decoder", ["bilinear", "transpose"])
 def test_copy_coarser_fcn_weights_keeps_the_coarser_prediction(decoder):
     from fcnedge.train.models import build_fcn
-    from fcnedge.train.trainer import copy_coarser_fcn_weights
+    from fcnedge.train.warm_start import copy_coarser_fcn_weights
 
     keras.utils.set_random_seed(3)
     coarse = build_fcn(ModelConfig(alpha=0.35, input_hw=(64, 96), arch="fcn8s", decoder=decoder))

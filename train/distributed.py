@@ -128,3 +128,27 @@ def launch_local_workers(train_argv: list[str], num_workers: int,
         for handle in logs:
             if handle is not None:
                 handle.close()
+
+
+def make_strategy(name: str):
+    """Maps --strategy to a tf.distribute strategy."""
+    from fcnedge.train.tfcompat import tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if not os.environ.get("TF_CONFIG"):
+        raise InputError("--strategy multi-worker: TF_CONFIG is not set (it names the cluster "
+                         "and this worker's task; see `fcnedge train --help`)")
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def is_chief(strategy) -> bool:
+    """Whether this process writes the run's files (workers other than the chief do not)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (
+        not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)

@@ -6,8 +6,7 @@ and an int8 softmax over HxWxC would cost more than the int8 body saves.
 """
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -258,15 +257,3 @@ def count_flops(model) -> int:
         options["output"] = "none"
         info = tf.compat.v1.profiler.profile(graph=graph, options=options)
     return int(info.total_float_ops)
-
-
-def save_model_config(path: str | os.PathLike, config: ModelConfig, extra: dict | None = None):
-    """Writes the JSON a model is rebuilt from (atomically)."""
-    from fcnedge.runtime.fileio import write_json_atomic
-
-    write_json_atomic(path, {"model": config.to_dict(), **(extra or {})})
-
-
-def with_input_size(config: ModelConfig, input_hw: tuple[int, int]) -> ModelConfig:
-    """The same graph at another input size (FCN weights are size-independent)."""
-    return replace(config, input_hw=tuple(input_hw))

@@ -18,10 +18,7 @@ moment resumes at the right epoch with neither a gap nor a duplicate in its hist
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
 import shutil
 import tempfile
 import time
@@ -31,21 +28,22 @@ from pathlib import Path
 import numpy as np
 
 from fcnedge.runtime.errors import InputError
-from fcnedge.runtime.fileio import (atomic_path, check_writable_location, prepare_output_folder,
-                                    write_json_atomic)
+from fcnedge.runtime.fileio import check_writable_location, prepare_output_folder, write_json_atomic
 from fcnedge.runtime.labels import CAMVID, LabelSet
 from fcnedge.runtime.validate import COUNT, NON_NEGATIVE, POSITIVE, ZERO_OR_MORE, check_optional
 from fcnedge.train.data import label_histogram, load_split, median_frequency_weights
-from fcnedge.train.distributed import is_chief_task
+from fcnedge.train.distributed import is_chief, is_chief_task, make_strategy
 from fcnedge.train.evaluate import evaluate_predictor, keras_predictor
 from fcnedge.train.losses import LOSSES, segmentation_loss
-from fcnedge.train.models import ARCH_STRIDES, ModelConfig, build_fcn
+from fcnedge.train.models import ModelConfig, build_fcn
+from fcnedge.train.optimizer import make_optimizer, make_schedule
 from fcnedge.train.pipeline import AugmentConfig, train_dataset
 from fcnedge.train.run_folder import (BEST_WEIGHTS, EPOCHS_DIR, HISTORY_FILE, INIT_FOLDER,
                                       LAST_WEIGHTS, RUN_FILE, epoch_weights_name, read_history,
-                                      read_json, remove_leftovers, run_weights)
+                                      read_json, remove_leftovers)
 from fcnedge.train.splits import drives_text, select_train_val
-from fcnedge.train.prior import PRIOR_FILE, fold_logit_shift, read_prior_correction
+from fcnedge.train.warm_start import load_init_weights, record_lineage
+from fcnedge.train.weights import save_model_weights
 from fcnedge.train.tfcompat import keras, tf
 
 log = logging.getLogger("fcnedge.train")
@@ -146,73 +144,6 @@ class TrainResult:
     best_epoch: int
     best_miou: float
     history: list
-
-
-class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up, then cosine or polynomial (power 0.9, as in DeepLab) decay, by step."""
-
-    def __init__(self, base_lr: float, total_steps: int, warmup_steps: int, kind: str,
-                 end_fraction: float = 0.01, power: float = 0.9):
-        self.base_lr, self.total_steps, self.warmup_steps = base_lr, total_steps, warmup_steps
-        self.kind, self.end_fraction, self.power = kind, end_fraction, power
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        base = tf.constant(self.base_lr, tf.float32)
-        end = base * self.end_fraction
-        warm = base * (step + 1.0) / float(max(self.warmup_steps, 1))
-        span = float(max(self.total_steps - self.warmup_steps, 1))
-        progress = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
-        if self.kind == "cosine":
-            decayed = end + (base - end) * 0.5 * (1.0 + tf.cos(math.pi * progress))
-        elif self.kind == "poly":
-            decayed = end + (base - end) * tf.pow(1.0 - progress, self.power)
-        else:
-            decayed = base
-        return tf.where(step < self.warmup_steps, warm, decayed)
-
-    def get_config(self):
-        return {"base_lr": self.base_lr, "total_steps": self.total_steps,
-                "warmup_steps": self.warmup_steps, "kind": self.kind,
-                "end_fraction": self.end_fraction, "power": self.power}
-
-
-def make_strategy(name: str):
-    """Maps --strategy to a tf.distribute strategy."""
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if not os.environ.get("TF_CONFIG"):
-        raise InputError("--strategy multi-worker: TF_CONFIG is not set (it names the cluster "
-                         "and this worker's task; see `fcnedge train --help`)")
-    return tf.distribute.MultiWorkerMirroredStrategy()
-
-
-def is_chief(strategy) -> bool:
-    """Whether this process writes the run's files (workers other than the chief do not)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "chief" or (
-        not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)
-
-
-def make_schedule(config: TrainConfig, steps_per_epoch: int) -> WarmupDecay:
-    return WarmupDecay(config.learning_rate, config.epochs * steps_per_epoch,
-                       int(config.warmup_epochs * steps_per_epoch), config.schedule)
-
-
-def make_optimizer(config: TrainConfig, schedule: WarmupDecay):
-    if config.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(learning_rate=schedule,
-                                           weight_decay=config.weight_decay)
-        # Decaying BatchNorm scales and biases only hurts; decay the kernels.
-        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-        return optimizer
-    return keras.optimizers.SGD(learning_rate=schedule, momentum=0.9,
-                                weight_decay=config.weight_decay or None)
 
 
 def _read_run_to_resume(run_dir: Path) -> dict:
@@ -386,133 +317,6 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     return _result(run_dir, recorder.history, config.keep)
 
 
-def load_init_weights(model, model_config: ModelConfig, source: str) -> Path:
-    """Starts a fresh run from another run's weights (a second schedule cycle, a new dataset, or
-    the paper's staged training).
-
-    Only the weights carry over: the optimizer, schedule and epoch count start afresh, which is
-    what a warm restart wants and what --resume (same run, same schedule) does not do. The
-    source may also be a coarser FCN of the same backbone (FCN-32s into FCN-16s, FCN-8s into
-    FCN-2s), as Long et al. trained FCN-16s from FCN-32s and FCN-8s from FCN-16s: every layer
-    it has is copied and the finer skips keep their zero init, so the new run starts out
-    predicting what the coarser net predicts.
-
-    Args:
-      model_config: the graph `model` was built from.
-      source: a run folder (its best.weights.h5) or a weights file of the same architecture
-        (or, beside its run.json, of a coarser one).
-
-    Raises:
-      InputError: the source is missing or its weights do not fit this model.
-    """
-    path = Path(source)
-    if path.is_dir():
-        path = run_weights(path) or path / BEST_WEIGHTS
-    if not path.is_file():
-        raise InputError(f"--init-weights {source}: expected a run folder holding {BEST_WEIGHTS} "
-                         "or a weights file; found neither")
-    source_config = _source_model_config(path)
-    if source_config is not None:
-        _check_source_fits(path, source_config, model_config)
-        if source_config.arch != model_config.arch:
-            _load_coarser_fcn(model, model_config, path, source_config)
-            return path
-    try:
-        model.load_weights(str(path))
-    except Exception as err:  # h5py and Keras raise a variety of types for a mismatch
-        raise InputError(f"--init-weights {path}: does not fit this model (same --backbone, "
-                         f"--alpha, --decoder and classes needed, and the same or a coarser "
-                         f"--arch): {err}") from err
-    log.info("initialised every layer from %s", path)
-    return path
-
-
-def _source_model_config(weights: Path) -> ModelConfig | None:
-    """The graph a weights file was trained as, from the run.json beside it (None if absent)."""
-    run_file = weights.parent / RUN_FILE
-    if not run_file.is_file():
-        return None
-    try:
-        return ModelConfig.from_dict(read_json(run_file, "run file")["model"])
-    except (KeyError, TypeError, InputError):
-        return None
-
-
-# What shapes the weights; bn_momentum, dropout and the input size do not.
-_WEIGHT_SHAPING_FIELDS = ("backbone", "num_classes", "alpha", "fc_units", "decoder")
-
-
-def _check_source_fits(path: Path, source_config: ModelConfig, model_config: ModelConfig):
-    mismatched = [name for name in _WEIGHT_SHAPING_FIELDS
-                  if getattr(source_config, name) != getattr(model_config, name)]
-    source_strides = ARCH_STRIDES[source_config.arch]
-    target_strides = ARCH_STRIDES[model_config.arch]
-    if mismatched:
-        differences = ", ".join(f"{name} {getattr(source_config, name)} vs "
-                                f"{getattr(model_config, name)}" for name in mismatched)
-        raise InputError(f"--init-weights {path}: does not fit this model ({differences})")
-    if target_strides[:len(source_strides)] != source_strides:
-        raise InputError(f"--init-weights {path}: a {source_config.arch} cannot start a "
-                         f"{model_config.arch}; a run starts from the same or a coarser FCN "
-                         f"(fcn32s -> fcn16s -> fcn8s -> fcn4s -> fcn2s), else the skips the "
-                         "source learned would be dropped")
-
-
-def _load_coarser_fcn(model, model_config: ModelConfig, path: Path,
-                      source_config: ModelConfig) -> None:
-    # As trained: a prior correction belongs to the source's last score layer, which in the
-    # finer FCN is no longer last.
-    source_model, *_ = load_trained_model(path, input_hw=model_config.input_hw,
-                                          prior_correction=False)
-    copied = copy_coarser_fcn_weights(source_model, source_config.arch, model,
-                                      model_config.arch)
-    log.info("initialised %d layers from the %s in %s; the %s's finer skips start at zero",
-             copied, source_config.arch, path, model_config.arch)
-
-
-def copy_coarser_fcn_weights(source, source_arch: str, target, target_arch: str) -> int:
-    """Copies every weighted layer of a coarser FCN into a finer one; returns how many.
-
-    Head layers are named after their arch (`fcn8s_score_pool8`), so they are matched by the
-    rest of the name. The final upsampling is skipped: its factor differs between the two, and
-    it is a fixed bilinear kernel in both.
-    """
-    copied = 0
-    for layer in source.layers:
-        weights = layer.get_weights()
-        if not weights or layer.name == f"{source_arch}_upscore_final":
-            continue
-        name = layer.name
-        if name.startswith(f"{source_arch}_"):
-            name = f"{target_arch}_{name[len(source_arch) + 1:]}"
-        target.get_layer(name).set_weights(weights)
-        copied += 1
-    return copied
-
-
-def record_lineage(source_run: Path, dest: Path) -> None:
-    """Copies a source run's records (not its weights) and, recursively, its own lineage."""
-    folder = source_run
-    while (folder / RUN_FILE).is_file():
-        dest.mkdir(parents=True, exist_ok=True)
-        for name in (RUN_FILE, HISTORY_FILE):
-            if (folder / name).is_file():
-                with atomic_path(dest / name) as tmp:
-                    shutil.copyfile(folder / name, tmp)
-        folder, dest = folder / INIT_FOLDER, dest / INIT_FOLDER
-
-
-def run_lineage(run_dir: Path) -> list[tuple[dict, list]]:
-    """(run.json, history.json) of a run and of the runs it was warm-started from, oldest first."""
-    stages, folder = [], Path(run_dir)
-    while (folder / RUN_FILE).is_file():
-        history_path = folder / HISTORY_FILE
-        history = json.loads(history_path.read_text()) if history_path.is_file() else []
-        stages.append((json.loads((folder / RUN_FILE).read_text()), history))
-        folder = folder / INIT_FOLDER
-    return stages[::-1]
-
-
 def _result(run_dir: Path, history: list, keep: str = "best") -> TrainResult:
     scored = [h for h in history if h.get("val_miou") is not None]
     if keep == "last":
@@ -576,73 +380,3 @@ class _EpochRecorder(keras.callbacks.Callback):
         self.manager.save(checkpoint_number=number)
 
 
-def save_model_weights(model, path: Path) -> None:
-    """Writes the model's weights to a `.weights.h5` file atomically, without optimizer state.
-
-    Keras' `.weights.h5` format also stores the optimizer's slots: with AdamW two per weight,
-    11.0 of the 17.2 MB of a MobileNetV2-0.75 FCN-8s's file. The checkpoint in ckpt/ already
-    holds them for --resume, and a warm start wants a fresh optimizer, so the weights files keep
-    the model alone.
-    """
-    import h5py
-
-    # Hidden and beside the target: a kill leaves no folder a reader would take for a file.
-    with tempfile.TemporaryDirectory(prefix=".save-", dir=path.parent) as folder:
-        full = Path(folder) / "full.weights.h5"
-        model.save_weights(str(full))
-        with atomic_path(path) as tmp, h5py.File(full, "r") as source, \
-                h5py.File(tmp, "w") as slim:
-            for key, value in source.attrs.items():
-                slim.attrs[key] = value
-            for key in source:
-                if key != "optimizer":
-                    source.copy(source[key], slim, name=key)
-
-
-def load_trained_model(path: str | os.PathLike, input_hw: tuple[int, int] | None = None,
-                       prior_correction: bool = True):
-    """Loads a trained Keras FCN from a run dir (best weights first) or a weights file in one
-    (or in its epochs/ folder).
-
-    Args:
-      prior_correction: apply the run's prior correction (`fcnedge correct-prior`,
-        prior_correction.json) when it was computed for these weights; False loads the weights
-        as trained.
-
-    Returns:
-      (model, ModelConfig, LabelSet, run info dict); the info also names the weights file
-      loaded ("weights") and the applied correction ("prior_correction", None if none).
-    """
-    path = Path(path)
-    if path.is_dir():
-        run_dir = path
-        weights = run_weights(run_dir)
-        if weights is None:
-            raise InputError(f"--model {path}: run folder has no {BEST_WEIGHTS} or {LAST_WEIGHTS}")
-    elif path.is_file() and path.suffix == ".h5":
-        run_dir, weights = path.parent, path
-        if run_dir.name == EPOCHS_DIR and not (run_dir / RUN_FILE).is_file():
-            run_dir = run_dir.parent    # an epoch snapshot from --save-every
-    else:
-        raise InputError(f"--model {path}: expected a run folder or a .h5 weights file in one")
-    info = read_json(run_dir / RUN_FILE, "run file (run.json beside the weights)")
-    try:
-        config = ModelConfig.from_dict(info["model"])
-        labels = LabelSet.from_dict(info.get("labels"), str(run_dir / RUN_FILE))
-    except (KeyError, TypeError) as err:
-        raise InputError(f"{run_dir / RUN_FILE}: not an fcnedge run file ({err})") from err
-    if input_hw is not None:
-        config = replace(config, input_hw=tuple(input_hw))
-    model = build_fcn(config)
-    try:
-        model.load_weights(str(weights))
-    except Exception as err:
-        raise InputError(f"{weights}: weights do not fit the model in {RUN_FILE} ({err})") from err
-    correction = read_prior_correction(run_dir, weights) if prior_correction else None
-    if correction is not None:
-        fold_logit_shift(model, config.arch, correction.logit_shift)
-        log.info("applied the prior correction of %s (tau %g)", run_dir / PRIOR_FILE,
-                 correction.tau)
-    info = {**info, "weights": str(weights),
-            "prior_correction": correction.to_dict() if correction else None}
-    return model, config, labels, info
