@@ -28,101 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fcnedge.convert.quantize_configs import (ConvReLU, OutputQuantizeConfig,
+                                              PerTensorConvQuantizeConfig, kernel_attribute,
+                                              tfmot_module, explicit_quantize_config, quantize_scope)
 from fcnedge.train.tfcompat import keras, tf
 
 log = logging.getLogger("fcnedge.convert")
-
-
-def _tfmot():
-    import tensorflow_model_optimization as tfmot
-
-    return tfmot
-
-
-def _quantize_config_base():
-    return _tfmot().quantization.keras.QuantizeConfig
-
-
-class OutputQuantizeConfig(_quantize_config_base()):
-    """Quantizes only a layer's output: for weight-free affine layers such as Rescaling."""
-
-    def get_weights_and_quantizers(self, layer):
-        return []
-
-    def get_activations_and_quantizers(self, layer):
-        return []
-
-    def set_quantize_weights(self, layer, quantize_weights):
-        pass
-
-    def set_quantize_activations(self, layer, quantize_activations):
-        pass
-
-    def get_output_quantizers(self, layer):
-        quantizers = _tfmot().quantization.keras.quantizers
-        return [quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
-                                                  narrow_range=False)]
-
-    def get_config(self):
-        return {}
-
-
-class SameScaleQuantizeConfig(OutputQuantizeConfig):
-    """No quantizer of its own: the output keeps the input's scale and zero point.
-
-    TFLite's int8 RESIZE_BILINEAR requires equal input and output quantization, so the
-    converter rescales anything else; without an output quantizer QAT trains the same
-    arithmetic the int8 kernel runs.
-    """
-
-    def get_output_quantizers(self, layer):
-        return []
-
-
-def _kernel_attribute(layer) -> str:
-    return "depthwise_kernel" if isinstance(layer, keras.layers.DepthwiseConv2D) else "kernel"
-
-
-class PerTensorConvQuantizeConfig(_quantize_config_base()):
-    """Conv2D/DepthwiseConv2D with one symmetric int8 scale for the whole kernel.
-
-    `quantize_output` is False for a conv whose only consumer is a ReLU: the ReLU quantizes
-    the output, so no fake quant sits between them and the converter fuses the pair into one op.
-    """
-
-    def __init__(self, quantize_output: bool = True):
-        self.quantize_output = quantize_output
-
-    def get_weights_and_quantizers(self, layer):
-        quantizers = _tfmot().quantization.keras.quantizers
-        return [(getattr(layer, _kernel_attribute(layer)),
-                 quantizers.LastValueQuantizer(num_bits=8, per_axis=False, symmetric=True,
-                                               narrow_range=True))]
-
-    def get_activations_and_quantizers(self, layer):
-        if not self.quantize_output:
-            return []
-        quantizers = _tfmot().quantization.keras.quantizers
-        return [(layer.activation,
-                 quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
-                                                   narrow_range=False))]
-
-    def set_quantize_weights(self, layer, quantize_weights):
-        setattr(layer, _kernel_attribute(layer), quantize_weights[0])
-
-    def set_quantize_activations(self, layer, quantize_activations):
-        if self.quantize_output:
-            layer.activation = quantize_activations[0]
-
-    def get_output_quantizers(self, layer):
-        return []
-
-    def get_config(self):
-        return {"quantize_output": self.quantize_output}
-
-
-class ConvReLU(keras.layers.ReLU):
-    """A ReLU under another class name, out of reach of tfmot's 'ReLU after Conv2D' rule."""
 
 
 CONV_TYPES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
@@ -144,7 +55,7 @@ def _folded_weights(conv, batchnorm) -> list:
     """Kernel and bias of `conv` followed by inference-mode `batchnorm`, as one conv."""
     weights = dict(zip([w.name.split("/")[-1].split(":")[0] for w in conv.weights],
                        conv.get_weights()))
-    kernel_name = _kernel_attribute(conv)
+    kernel_name = kernel_attribute(conv)
     kernel = weights[kernel_name]
     channels = batchnorm.moving_mean.shape[-1]
     gamma = batchnorm.gamma.numpy() if batchnorm.gamma is not None else np.ones(channels)
@@ -194,17 +105,6 @@ def fold_batchnorm(model):
     return keras.Model(image, tensors[id(model.outputs[0])], name=model.name)
 
 
-def explicit_quantize_config(layer):
-    """The QuantizeConfig this project sets for a layer, or None to keep tfmot's default."""
-    if isinstance(layer, (keras.layers.UpSampling2D, keras.layers.Resizing)):
-        return SameScaleQuantizeConfig()
-    if isinstance(layer, (keras.layers.Rescaling, keras.layers.Multiply)):
-        # Multiply: the context module's gate; tfmot's registry has no entry for it, and
-        # TFLite's int8 MUL takes any input scales and requantizes to its own output range.
-        return OutputQuantizeConfig()
-    return None
-
-
 def rescaling_as_depthwise(layer):
     """A fixed 1x1 DepthwiseConv2D computing what a Rescaling layer computes.
 
@@ -224,14 +124,6 @@ def rescaling_as_depthwise(layer):
     return replacement
 
 
-def quantize_scope():
-    return _tfmot().quantization.keras.quantize_scope(
-        {"OutputQuantizeConfig": OutputQuantizeConfig,
-         "SameScaleQuantizeConfig": SameScaleQuantizeConfig,
-         "PerTensorConvQuantizeConfig": PerTensorConvQuantizeConfig,
-         "ConvReLU": ConvReLU})
-
-
 def freeze_batchnorm(model) -> int:
     """Puts every BatchNorm in inference mode for good (trainable=False); returns how many."""
     count = 0
@@ -249,7 +141,7 @@ def quantize_for_training(model, freeze_bn: bool = True, per_tensor: bool = Fals
     (`fold_batchnorm`): a BatchNorm left there would be folded by the converter after the
     kernel's fake quant, and the folded kernel would stay float32.
     """
-    tfmot = _tfmot()
+    tfmot = tfmot_module()
     annotate_layer = tfmot.quantization.keras.quantize_annotate_layer
     standins = {}
     consumers = _consumers(model) if per_tensor else {}
@@ -375,7 +267,7 @@ def calibrate_ranges(qat_model, float_model, images: np.ndarray, batch_size: int
 
 def is_fake_quantized(model) -> bool:
     """Whether every layer with weights is wrapped for quantization (the graph stayed QAT)."""
-    wrapper = _tfmot().quantization.keras.QuantizeWrapperV2
+    wrapper = tfmot_module().quantization.keras.QuantizeWrapperV2
     weighted = [layer for layer in model.layers if layer.weights]
     plain = [layer.name for layer in weighted
              if not isinstance(layer, wrapper) and "quantize_layer" not in layer.name]

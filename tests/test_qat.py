@@ -24,8 +24,9 @@ def _wrapped(model, name):
 
 
 def test_resize_and_normalisation_get_explicit_configs():
-    from fcnedge.convert.qat import (OutputQuantizeConfig, SameScaleQuantizeConfig,
-                                     explicit_quantize_config, quantize_for_training)
+    from fcnedge.convert.qat import quantize_for_training
+    from fcnedge.convert.quantize_configs import (OutputQuantizeConfig, SameScaleQuantizeConfig,
+                                                  explicit_quantize_config)
     from fcnedge.train.tfcompat import keras
 
     assert isinstance(explicit_quantize_config(keras.layers.UpSampling2D(2)),
