@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from fcnedge.runtime.fileio import write_text_atomic
+from fcnedge.train.config import ARCH_STRIDES
 
 FOCUS = ("Pedestrian", "Bicyclist", "Pole", "SignSymbol")
 PER_CLASS_FORMATS = ("float32", "int8-ptq", "int8-qat", "int8-qat per-tensor")
@@ -178,10 +179,11 @@ def model_card(run_dir: Path, converts: list[dict], bench: dict) -> str:
         "",
         f"A Fully Convolutional Network (Long et al.), {model['arch'].upper()}: MobileNetV2 "
         f"(width {model['alpha']}) with skips from strides "
-        f"{', '.join(str(s) for s in _strides(model['arch']))}, "
+        f"{', '.join(str(s) for s in ARCH_STRIDES[model['arch']])}, "
         f"{model['input_hw'][0]}x{model['input_hw'][1]} RGB input (0-255; normalised in the "
         f"graph), {model['num_classes']} classes' logits out at the input size. Trained from "
-        f"scratch (no downloaded weights) on CamVid train, {schedule}, batch {train['batch_size']}, augmentation scale "
+        f"scratch (no downloaded weights) on CamVid train, {schedule}, batch "
+        f"{train['batch_size']}, augmentation scale "
         f"{train['augment']['scale_min']}-{train['augment']['scale_max']} + flip + "
         f"photometric{pasting}. Training took {train_s / 3600:.1f} h on 2-core x86-64 "
         f"CPUs{threads}.",
@@ -268,11 +270,6 @@ def _held_out(run_dir: Path) -> dict | None:
 
 def _fmt(value) -> str:
     return "" if value is None else f"{value:.1f}"
-
-
-def _strides(arch: str) -> tuple[int, ...]:
-    return {"fcn32s": (32,), "fcn16s": (32, 16), "fcn8s": (32, 16, 8), "fcn4s": (32, 16, 8, 4),
-            "fcn2s": (32, 16, 8, 4, 2)}[arch]
 
 
 def bundled_records(run_dir: Path, bench_md: Path) -> tuple[list[dict], dict]:

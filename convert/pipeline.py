@@ -240,7 +240,7 @@ def _quantization_aware_training(model, train_pairs, val_arrays, calibration, co
     """Fine-tunes a fake-quantized copy with the run's own loss, weights and augmentation."""
     from fcnedge.convert.qat import QatConfig, fine_tune
     from fcnedge.train.data import load_split
-    from fcnedge.train.pipeline import AugmentConfig
+    from fcnedge.train.config import AugmentConfig
     from fcnedge.train.prior import loss_logit_offset
 
     train_info = info.get("train", {})

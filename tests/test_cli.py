@@ -171,8 +171,7 @@ def test_resume_names_the_flags_it_does_not_apply():
 def test_train_flag_defaults_are_the_config_defaults_and_the_recipe():
     """The parser and the dataclasses agree, and both are the recipe's first stage."""
     from fcnedge.cli import build_parser
-    from fcnedge.train.models import ModelConfig
-    from fcnedge.train.trainer import AugmentConfig, TrainConfig
+    from fcnedge.train.config import AugmentConfig, ModelConfig, TrainConfig
 
     args = build_parser().parse_args(["train", "--data", "d", "--out", "r"])
     train, model, augment = TrainConfig(data="d", out="r"), ModelConfig(), AugmentConfig()

@@ -145,7 +145,7 @@ def test_fallback_runs_on_cpu_with_a_warning(delegate, tflite_models, caplog):
     segmenter = Segmenter(tflite_models["int8"],
                           SegmenterOptions(delegate=delegate, fallback_cpu=True))
     assert segmenter.info.delegate == "cpu" and segmenter.info.fell_back
-    assert "falling back to the CPU" in caplog.text
+    assert "running on the CPU instead (--fallback cpu)" in caplog.text
     assert segmenter.segment(np.zeros((64, 96, 3), np.uint8)).labels.shape == (64, 96)
 
 

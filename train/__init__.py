@@ -14,11 +14,11 @@ import importlib
 # the package costs nothing and pulls in no dependency of a module the caller never touches.
 _EXPORTS = {
     "train": "trainer",
-    "TrainConfig": "trainer",
+    "TrainConfig": "config",
     "load_trained_model": "weights",
-    "ModelConfig": "models",
+    "ModelConfig": "config",
     "build_fcn": "models",
-    "AugmentConfig": "pipeline",
+    "AugmentConfig": "config",
 }
 __all__ = sorted(_EXPORTS)
 

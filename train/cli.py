@@ -10,12 +10,16 @@ from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.fileio import check_writable_location
 from fcnedge.runtime.labels import CAMVID, add_classes_argument, dataset_labels
 from fcnedge.runtime.preprocess import parse_size
+from fcnedge.train.config import (ARCH_STRIDES, CLASS_WEIGHTINGS, CONTEXTS, DECODERS,
+                                  DEFAULT_INPUT_SIZE, KEEP_CHOICES, LOSSES, OPTIMIZERS, SCHEDULES,
+                                  SKIP_LAYERS, STRATEGIES, AugmentConfig, ModelConfig,
+                                  TrainConfig, default_fc_units)
 from fcnedge.train.splits import parse_names
 from fcnedge.runtime.validate import (COUNT, BELOW_ONE, FRAME_RATE, NON_NEGATIVE, POSITIVE, UNIT,
                                       ZERO_OR_MORE, flag_type)
 
 log = logging.getLogger("fcnedge")
-DEFAULT_INPUT_SIZE = {"vgg16": "224x224", "mobilenetv2": "352x480"}
+MODEL = ModelConfig()       # the graph defaults (fields with default factories have no class value)
 
 
 def progress_printer(what: str):
@@ -69,45 +73,53 @@ def add_parsers(subparsers, add_common) -> None:
                        "SPLIT/images + SPLIT/masks)")
     train.add_argument("--out", required=True, help="run folder to write")
     add_classes_argument(train, training=True)
-    train.add_argument("--arch", default="fcn8s",
-                       choices=["fcn32s", "fcn16s", "fcn8s", "fcn4s", "fcn2s"])
-    train.add_argument("--backbone", default="mobilenetv2", choices=["vgg16", "mobilenetv2"])
-    train.add_argument("--alpha", type=flag_type(POSITIVE), default=0.75, help="MobileNetV2 width multiplier")
+    train.add_argument("--arch", default=MODEL.arch, choices=list(ARCH_STRIDES))
+    train.add_argument("--backbone", default=MODEL.backbone, choices=list(SKIP_LAYERS))
+    train.add_argument("--alpha", type=flag_type(POSITIVE), default=MODEL.alpha,
+                       help="MobileNetV2 width multiplier")
     train.add_argument("--input-size", default=None,
-                       help="HxW, multiples of 32 (default 224x224 for vgg16, 352x480 for "
-                       "mobilenetv2)")
-    train.add_argument("--decoder", default="bilinear", choices=["bilinear", "transpose"],
+                       help="HxW, multiples of 32 (default: " + ", ".join(
+                           f"{size} for {name}" for name, size in DEFAULT_INPUT_SIZE.items())
+                       + ")")
+    train.add_argument("--decoder", default=MODEL.decoder, choices=list(DECODERS),
                        help="upsampling: fixed bilinear resize, or learned transposed "
                        "convolutions as in the paper")
-    train.add_argument("--context", default="none", choices=["none", "lraspp"],
+    train.add_argument("--context", default=MODEL.context, choices=list(CONTEXTS),
                        help="context module on the stride-32 features: none, or lraspp "
                        "(Lite R-ASPP: a 1x1 branch gated by the global average)")
-    train.add_argument("--context-units", type=flag_type(COUNT), default=128,
+    train.add_argument("--context-units", type=flag_type(COUNT), default=MODEL.context_units,
                        help="width of the context module")
     train.add_argument("--fc-units", type=flag_type(ZERO_OR_MORE), default=None,
                        help="width of the fc6/fc7 head (default 4096 for vgg16, 0 for "
                        "mobilenetv2)")
-    train.add_argument("--bn-momentum", type=flag_type(BELOW_ONE), default=0.9,
+    train.add_argument("--bn-momentum", type=flag_type(BELOW_ONE), default=MODEL.bn_momentum,
                        help="BatchNorm momentum of MobileNetV2 (Keras' 0.999 breaks short "
                        "from-scratch runs)")
-    train.add_argument("--dropout", type=flag_type(BELOW_ONE), default=0.1)
+    train.add_argument("--dropout", type=flag_type(BELOW_ONE), default=MODEL.dropout)
     train.add_argument("--epochs", type=flag_type(COUNT), default=None,
-                       help="default 90 (the recipe's first stage); with --resume, the run's "
-                            "own count (pass it to extend the run: the schedule stretches)")
-    train.add_argument("--batch-size", type=flag_type(COUNT), default=4, help="per replica")
-    train.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
-    train.add_argument("--lr", type=flag_type(POSITIVE), default=2e-3, help="peak learning rate")
-    train.add_argument("--weight-decay", type=flag_type(NON_NEGATIVE), default=1e-4)
-    train.add_argument("--schedule", default="cosine", choices=["cosine", "poly", "constant"])
-    train.add_argument("--warmup-epochs", type=flag_type(NON_NEGATIVE), default=1.0)
-    train.add_argument("--class-weights", default="median-freq", choices=["none", "median-freq"])
-    train.add_argument("--class-weight-power", type=flag_type(POSITIVE), default=0.5, metavar="P",
+                       help=f"default {TrainConfig.epochs} (the recipe's first stage); with "
+                            "--resume, the run's own count (pass it to extend the run: the "
+                            "schedule stretches)")
+    train.add_argument("--batch-size", type=flag_type(COUNT), default=TrainConfig.batch_size,
+                       help="per replica")
+    train.add_argument("--optimizer", default=TrainConfig.optimizer, choices=list(OPTIMIZERS))
+    train.add_argument("--lr", type=flag_type(POSITIVE), default=TrainConfig.learning_rate,
+                       help="peak learning rate")
+    train.add_argument("--weight-decay", type=flag_type(NON_NEGATIVE),
+                       default=TrainConfig.weight_decay)
+    train.add_argument("--schedule", default=TrainConfig.schedule, choices=list(SCHEDULES))
+    train.add_argument("--warmup-epochs", type=flag_type(NON_NEGATIVE),
+                       default=TrainConfig.warmup_epochs)
+    train.add_argument("--class-weights", default=TrainConfig.class_weights,
+                       choices=list(CLASS_WEIGHTINGS))
+    train.add_argument("--class-weight-power", type=flag_type(POSITIVE),
+                       default=TrainConfig.class_weight_power, metavar="P",
                        help="median-freq weights raised to P (0 < P <= 1; 0.5 = square root): "
                        "tempers the balancing")
-    train.add_argument("--loss", default="ce", choices=["ce", "ce+lovasz"],
+    train.add_argument("--loss", default=TrainConfig.loss, choices=list(LOSSES),
                        help="ce: cross-entropy (class-weighted); ce+lovasz adds the Lovasz-softmax "
                        "IoU surrogate, which also penalises false positives of rare classes")
-    train.add_argument("--backbone-weights", default="none",
+    train.add_argument("--backbone-weights", default=TrainConfig.backbone_weights,
                        help="'none' (from scratch), 'imagenet' (downloads), or a weights file")
     train.add_argument("--init-weights", default=None, metavar="RUN_OR_FILE",
                        help="start every layer from another run's best weights (its folder) or "
@@ -116,39 +128,44 @@ def add_parsers(subparsers, add_common) -> None:
                             "A coarser FCN of the same backbone also works (an fcn8s run into "
                             "--arch fcn2s, the paper's staged training): the finer skips start "
                             "at zero")
-    train.add_argument("--strategy", default="default",
-                       choices=["default", "mirrored", "multi-worker"],
+    train.add_argument("--strategy", default=TrainConfig.strategy, choices=list(STRATEGIES),
                        help="tf.distribute strategy; multi-worker reads TF_CONFIG")
     train.add_argument("--local-workers", type=flag_type(COUNT), default=None, metavar="N",
                        help="try multi-worker training here: N worker processes on loopback "
                        "ports, TF_CONFIG written for each (worker 0 writes the run)")
-    train.add_argument("--scale-min", type=flag_type(POSITIVE), default=0.75, help="random scale range")
-    train.add_argument("--scale-max", type=flag_type(POSITIVE), default=1.5)
+    train.add_argument("--scale-min", type=flag_type(POSITIVE), default=AugmentConfig.scale_min,
+                       help="random scale range")
+    train.add_argument("--scale-max", type=flag_type(POSITIVE), default=AugmentConfig.scale_max)
     train.add_argument("--paste-classes", default="", metavar="NAMES",
                        help="comma-separated classes whose pixels are copy-pasted from one "
                             "image of a batch into another (e.g. Pole,SignSymbol); default none")
-    train.add_argument("--paste-prob", type=flag_type(UNIT), default=0.5,
+    train.add_argument("--paste-prob", type=flag_type(UNIT),
+                       default=AugmentConfig.paste_probability,
                        help="chance that an image receives a copy-paste")
-    train.add_argument("--camera-jitter", type=flag_type(UNIT), default=0.0, metavar="S",
+    train.add_argument("--camera-jitter", type=flag_type(UNIT), default=AugmentConfig.camera_jitter,
+                       metavar="S",
                        help="strength in [0, 1] of white-balance, exposure, blur and noise "
                             "jitter, for streets filmed by other cameras on other days (0: off)")
     train.add_argument("--no-augment", action="store_true", help="train on unaugmented images")
-    train.add_argument("--seed", type=flag_type(ZERO_OR_MORE), default=0)
-    train.add_argument("--val-every", type=flag_type(COUNT), default=1, help="score val every N epochs")
-    train.add_argument("--save-every", type=flag_type(ZERO_OR_MORE), default=0, metavar="N",
+    train.add_argument("--seed", type=flag_type(ZERO_OR_MORE), default=TrainConfig.seed)
+    train.add_argument("--val-every", type=flag_type(COUNT), default=TrainConfig.val_every,
+                       help="score val every N epochs")
+    train.add_argument("--save-every", type=flag_type(ZERO_OR_MORE), default=TrainConfig.save_every,
+                       metavar="N",
                        help="also keep the weights of every Nth epoch in OUT/epochs/ "
                             "(0: only best and last)")
-    train.add_argument("--train-splits", default="train", metavar="SPLITS",
+    train.add_argument("--train-splits", default=",".join(TrainConfig.train_splits),
+                       metavar="SPLITS",
                        help="comma-separated splits pooled for training (train,val: a refit on "
                             "both, with --keep last)")
-    train.add_argument("--val-splits", default="val", metavar="SPLITS",
+    train.add_argument("--val-splits", default=",".join(TrainConfig.val_splits), metavar="SPLITS",
                        help="comma-separated splits scored every --val-every epochs")
     train.add_argument("--val-drives", default="", metavar="DRIVES",
                        help="hold these drives out (comma-separated frame-name prefixes, e.g. "
                             "0006R0): none of their frames trains, and validation is all of "
                             "their frames in the training and val splits; default: the val "
                             "split as it is (CamVid val shares its drive with training)")
-    train.add_argument("--keep", default="best", choices=["best", "last"],
+    train.add_argument("--keep", default=TrainConfig.keep, choices=list(KEEP_CHOICES),
                        help="the run's model: the epoch with the best validation mIoU, or the "
                             "last epoch (a fixed schedule, for when validation also trains)")
     train.add_argument("--limit-train", type=flag_type(COUNT), default=None, help="use the first N images")
@@ -229,9 +246,7 @@ def run_train(args) -> dict:
         threads = args.threads or max(1, (os.cpu_count() or 1) // args.local_workers)
         launch_local_workers(_without_flag(argv, "--threads"), args.local_workers, threads)
         return {"run_dir": args.out, "workers": args.local_workers}
-    from fcnedge.train.models import ModelConfig, default_fc_units
-    from fcnedge.train.pipeline import AugmentConfig
-    from fcnedge.train.trainer import TrainConfig, resumed_epochs, train
+    from fcnedge.train.trainer import resumed_epochs, train
 
     ignored = flags_ignored_on_resume(getattr(args, "argv", [])) if args.resume else []
     if ignored:

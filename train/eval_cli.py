@@ -74,7 +74,7 @@ def run_eval(args) -> dict:
                                         keras_predictor, plot_confusion, tflite_predictor,
                                         write_class_error_sheet)
     from fcnedge.runtime.fileio import write_json_atomic, write_text_atomic
-    from fcnedge.train.models import ModelConfig
+    from fcnedge.train.config import ModelConfig
     from fcnedge.train.weights import load_trained_model
 
     if args.batch_size < 1:

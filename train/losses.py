@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from fcnedge.train.config import LOSSES
 from fcnedge.train.tfcompat import tf
 
-LOSSES = ("ce", "ce+lovasz")
 # Errors lie in [0, 1]; sorted into this many bins, the Lovasz loss is within 1/LOVASZ_BINS of
 # its exact value per class (see lovasz_softmax).
 LOVASZ_BINS = 1024

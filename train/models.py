@@ -6,107 +6,13 @@ and an int8 softmax over HxWxC would cost more than the int8 body saves.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from fcnedge.runtime.errors import InputError
-from fcnedge.runtime.preprocess import check_divisible
-from fcnedge.runtime.validate import BELOW_ONE, POSITIVE, ZERO_OR_MORE
+from fcnedge.train.config import ARCH_STRIDES, MOBILENET_ALPHAS, SKIP_LAYERS, ModelConfig
 from fcnedge.train.tfcompat import keras, tf
-
-# Skip layers per backbone, by output stride. Names are Keras Applications' own, so they are
-# deterministic and ImageNet weights load by name.
-SKIP_LAYERS = {
-    "vgg16": {32: "block5_pool", 16: "block4_pool", 8: "block3_pool", 4: "block2_pool",
-              2: "block1_pool"},
-    # The expansion outputs are wider than the block outputs, so skips carry more detail.
-    "mobilenetv2": {32: "out_relu", 16: "block_13_expand_relu", 8: "block_6_expand_relu",
-                    4: "block_3_expand_relu", 2: "block_1_expand_relu"},
-}
-# The strides each head fuses, coarse to fine; the finest one is upsampled to the input.
-ARCH_STRIDES = {
-    "fcn32s": (32,),
-    "fcn16s": (32, 16),
-    "fcn8s": (32, 16, 8),
-    "fcn4s": (32, 16, 8, 4),
-    "fcn2s": (32, 16, 8, 4, 2),
-}
-DECODERS = ("transpose", "bilinear")
-# Context on the stride-32 features before scoring. 'lraspp' is MobileNetV3's Lite R-ASPP: a
-# 1x1 conv branch gated per channel by the image's global average, so the whole scene steers
-# each pixel's class for two 1x1 convs, one MEAN and one MUL (int8 and XNNPACK ops).
-CONTEXTS = ("none", "lraspp")
-MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything that defines the graph; stored in a run's `run.json` to rebuild it exactly.
-
-    fc_units: width of the fc6/fc7 convolutions of the paper's head (VGG16: 4096; 0 scores the
-      backbone output directly, the light choice for MobileNetV2).
-    decoder: 'transpose' learns the 2x upsamplings as in the paper (final one fixed bilinear);
-      'bilinear' resizes instead (RESIZE_BILINEAR in TFLite).
-    bn_momentum: BatchNorm moving-average momentum for MobileNetV2. Keras' 0.999 leaves the
-      moving statistics near their initial values after a few hundred from-scratch steps, so
-      eval-mode output is garbage while training loss falls; 0.9 tracks them.
-    """
-
-    arch: str = "fcn8s"
-    backbone: str = "mobilenetv2"
-    num_classes: int = 11
-    input_hw: tuple[int, int] = (352, 480)
-    alpha: float = 0.75
-    fc_units: int = 0
-    decoder: str = "bilinear"
-    bn_momentum: float = 0.9
-    dropout: float = 0.1
-    context: str = "none"
-    context_units: int = 128
-
-    def __post_init__(self):
-        if self.arch not in ARCH_STRIDES:
-            raise InputError(f"--arch: got {self.arch!r}, expected one of {', '.join(ARCH_STRIDES)}")
-        if self.backbone not in SKIP_LAYERS:
-            raise InputError(f"--backbone: got {self.backbone!r}, expected one of "
-                             f"{', '.join(SKIP_LAYERS)}")
-        if self.decoder not in DECODERS:
-            raise InputError(f"--decoder: got {self.decoder!r}, expected one of "
-                             f"{', '.join(DECODERS)}")
-        if self.context not in CONTEXTS:
-            raise InputError(f"--context: got {self.context!r}, expected one of "
-                             f"{', '.join(CONTEXTS)}")
-        POSITIVE.check(self.context_units, "--context-units")
-        check_divisible(self.input_hw, 32)
-        if not (POSITIVE.contains(self.alpha) and self.alpha <= 1.4):
-            raise InputError(f"--alpha: got {self.alpha}, expected a width in (0, 1.4]")
-        if self.num_classes < 2:
-            raise InputError(f"num_classes: got {self.num_classes}, expected at least 2")
-        BELOW_ONE.check(self.bn_momentum, "--bn-momentum")
-        BELOW_ONE.check(self.dropout, "--dropout")
-        ZERO_OR_MORE.check(self.fc_units, "--fc-units")
-
-    @property
-    def name(self) -> str:
-        return f"{self.arch}_{self.backbone}"
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["input_hw"] = list(self.input_hw)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
-        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        fields["input_hw"] = tuple(fields.get("input_hw", (352, 480)))
-        return cls(**fields)
-
-
-def default_fc_units(backbone: str) -> int:
-    """The paper's 4096-wide fc6/fc7 for VGG16; none for the light backbone."""
-    return 4096 if backbone == "vgg16" else 0
 
 
 def _bilinear_kernel(factor: int, channels: int) -> np.ndarray:

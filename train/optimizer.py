@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from fcnedge.train.tfcompat import keras, tf
 
 if TYPE_CHECKING:
-    from fcnedge.train.trainer import TrainConfig
+    from fcnedge.train.config import TrainConfig
 
 
 class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):

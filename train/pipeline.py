@@ -8,46 +8,10 @@ training split has them in.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from fcnedge.runtime.errors import InputError
-from fcnedge.runtime.validate import POSITIVE, UNIT
+from fcnedge.train.config import AugmentConfig
 from fcnedge.train.tfcompat import tf
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Random scale range (1 = the input size), flip, and photometric jitter strengths."""
-
-    scale_min: float = 0.75
-    scale_max: float = 1.5
-    flip: bool = True
-    brightness: float = 0.15   # fraction of full range
-    contrast: float = 0.2
-    saturation: float = 0.2
-    hue: float = 0.03
-    camera_jitter: float = 0.0            # other days and cameras: see camera_jitter()
-    enabled: bool = True
-    paste_classes: tuple[str, ...] = ()   # class names whose pixels are copy-pasted
-    paste_probability: float = 0.5        # chance that an image receives a paste
-
-    def __post_init__(self):
-        # A run.json stores the tuple as a list; keep the config hashable and comparable.
-        object.__setattr__(self, "paste_classes", tuple(self.paste_classes))
-        UNIT.check(self.camera_jitter, "--camera-jitter")
-        UNIT.check(self.paste_probability, "--paste-prob")
-        POSITIVE.check(self.scale_min, "--scale-min")
-        POSITIVE.check(self.scale_max, "--scale-max")
-
-    def paste_ids(self, names: tuple[str, ...] | list[str]) -> tuple[int, ...]:
-        """The label ids of `paste_classes` in a label set's `names`; unknown names are an error."""
-        unknown = [name for name in self.paste_classes if name not in names]
-        if unknown:
-            raise InputError(f"--paste-classes: unknown class {', '.join(unknown)}; expected "
-                             f"names from {', '.join(names)}")
-        return tuple(names.index(name) for name in self.paste_classes)
 
 
 def _gaussian_blur(unit, sigma):

@@ -27,7 +27,7 @@ from fcnedge.runtime.fileio import write_json_atomic
 from fcnedge.runtime.labels import LabelSet
 from fcnedge.runtime.metrics import SegmentationScores, scores_from_confusion
 from fcnedge.train.evaluate import accumulate_confusion
-from fcnedge.train.models import ARCH_STRIDES
+from fcnedge.train.config import ARCH_STRIDES
 from fcnedge.train.run_folder import read_json
 
 log = logging.getLogger("fcnedge")

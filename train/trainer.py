@@ -22,7 +22,7 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,14 +30,14 @@ import numpy as np
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.fileio import check_writable_location, prepare_output_folder, write_json_atomic
 from fcnedge.runtime.labels import CAMVID, LabelSet
-from fcnedge.runtime.validate import COUNT, NON_NEGATIVE, POSITIVE, ZERO_OR_MORE, check_optional
 from fcnedge.train.data import label_histogram, load_split, median_frequency_weights
 from fcnedge.train.distributed import is_chief, is_chief_task, make_strategy
 from fcnedge.train.evaluate import evaluate_predictor, keras_predictor
-from fcnedge.train.losses import LOSSES, segmentation_loss
-from fcnedge.train.models import ModelConfig, build_fcn
+from fcnedge.train.config import TrainConfig
+from fcnedge.train.losses import segmentation_loss
+from fcnedge.train.models import build_fcn
 from fcnedge.train.optimizer import make_optimizer, make_schedule
-from fcnedge.train.pipeline import AugmentConfig, train_dataset
+from fcnedge.train.pipeline import train_dataset
 from fcnedge.train.run_folder import (BEST_WEIGHTS, EPOCHS_DIR, HISTORY_FILE, INIT_FOLDER,
                                       LAST_WEIGHTS, RUN_FILE, epoch_weights_name, read_history,
                                       read_json, remove_leftovers)
@@ -47,96 +47,6 @@ from fcnedge.train.weights import save_model_weights
 from fcnedge.train.tfcompat import keras, tf
 
 log = logging.getLogger("fcnedge.train")
-
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("cosine", "poly", "constant")
-CLASS_WEIGHTINGS = ("none", "median-freq")
-STRATEGIES = ("default", "mirrored", "multi-worker")
-KEEP_CHOICES = ("best", "last")
-
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """A training run. `batch_size` is per replica; the global batch scales with replicas."""
-
-    data: str
-    out: str
-    model: ModelConfig = field(default_factory=ModelConfig)
-    epochs: int = 90
-    batch_size: int = 4
-    optimizer: str = "adamw"
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"
-    warmup_epochs: float = 1.0
-    class_weights: str = "median-freq"
-    class_weight_power: float = 0.5
-    loss: str = "ce"
-    backbone_weights: str = "none"
-    init_weights: str | None = None
-    strategy: str = "default"
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    seed: int = 0
-    val_every: int = 1
-    save_every: int = 0
-    train_splits: tuple[str, ...] = ("train",)
-    val_splits: tuple[str, ...] = ("val",)
-    val_drives: tuple[str, ...] = ()
-    keep: str = "best"
-    limit_train: int | None = None
-    limit_val: int | None = None
-    threads: int | None = None
-
-    def __post_init__(self):
-        checks = ((self.optimizer, OPTIMIZERS, "--optimizer"), (self.schedule, SCHEDULES, "--schedule"),
-                  (self.class_weights, CLASS_WEIGHTINGS, "--class-weights"),
-                  (self.loss, LOSSES, "--loss"),
-                  (self.strategy, STRATEGIES, "--strategy"), (self.keep, KEEP_CHOICES, "--keep"))
-        for value, allowed, flag in checks:
-            if value not in allowed:
-                raise InputError(f"{flag}: got {value!r}, expected one of {', '.join(allowed)}")
-        for value, flag in ((self.epochs, "--epochs"), (self.batch_size, "--batch-size"),
-                            (self.val_every, "--val-every")):
-            if value < 1:
-                raise InputError(f"{flag}: got {value}, expected a positive integer")
-        if self.save_every < 0:
-            raise InputError(f"--save-every: got {self.save_every}, expected 0 (off) or a "
-                             "positive number of epochs")
-        POSITIVE.check(self.learning_rate, "--lr")
-        NON_NEGATIVE.check(self.weight_decay, "--weight-decay")
-        NON_NEGATIVE.check(self.warmup_epochs, "--warmup-epochs")
-        ZERO_OR_MORE.check(self.seed, "--seed")
-        for value, flag in ((self.threads, "--threads"), (self.limit_train, "--limit-train"),
-                            (self.limit_val, "--limit-val")):
-            check_optional(value, COUNT, flag)
-        if not 0 < self.class_weight_power <= 1:
-            raise InputError(f"--class-weight-power: got {self.class_weight_power}, expected a "
-                             "number in (0, 1]")
-        if self.class_weight_power != 1.0 and self.class_weights == "none":
-            raise InputError("--class-weight-power tempers --class-weights median-freq; it has "
-                             "nothing to temper with --class-weights none")
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["model"] = self.model.to_dict()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        data = dict(data)
-        data["model"] = ModelConfig.from_dict(data["model"])
-        data["augment"] = AugmentConfig(**data.get("augment", {}))
-        # Runs from before combined splits stored one split name each.
-        for old, new in (("train_split", "train_splits"), ("val_split", "val_splits")):
-            if old in data and new not in data:
-                data[new] = (data.pop(old),)
-        for name in ("train_splits", "val_splits", "val_drives"):
-            if name in data:
-                data[name] = tuple(data[name])
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
-
 
 @dataclass(frozen=True)
 class TrainResult:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.fileio import atomic_path
-from fcnedge.train.models import ARCH_STRIDES, ModelConfig
+from fcnedge.train.config import ARCH_STRIDES, ModelConfig
 from fcnedge.train.run_folder import (BEST_WEIGHTS, HISTORY_FILE, INIT_FOLDER, RUN_FILE,
                                       read_json, run_weights)
 from fcnedge.train.weights import load_trained_model

@@ -10,7 +10,8 @@ from pathlib import Path
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.fileio import atomic_path
 from fcnedge.runtime.labels import LabelSet
-from fcnedge.train.models import ModelConfig, build_fcn
+from fcnedge.train.config import ModelConfig
+from fcnedge.train.models import build_fcn
 from fcnedge.train.prior import PRIOR_FILE, fold_logit_shift, read_prior_correction
 from fcnedge.train.run_folder import (BEST_WEIGHTS, EPOCHS_DIR, LAST_WEIGHTS, RUN_FILE, read_json,
                                       run_weights)
