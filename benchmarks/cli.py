@@ -3,6 +3,7 @@ from __future__ import annotations
 
 
 from fcnedge.runtime.labels import add_classes_argument
+from fcnedge.runtime.zoo import resolve_model
 from fcnedge.runtime.validate import COUNT, PERCENT, POSITIVE, ZERO_OR_MORE, flag_type
 
 
@@ -10,7 +11,8 @@ def add_parsers(subparsers, add_common) -> None:
     bench = subparsers.add_parser(
         "bench", help="accuracy vs speed of .tflite models and Keras runs, one process per model")
     bench.add_argument("--models", nargs="+", required=True, metavar="PATH",
-                       help=".tflite files and/or training run folders (the Keras float row)")
+                       help=".tflite files, training run folders (the Keras float row) and/or "
+                       "bundled models' names (`fcnedge models`)")
     bench.add_argument("--data", required=True, help="dataset folder")
     add_classes_argument(bench)
     bench.add_argument("--split", default="val")
@@ -56,7 +58,7 @@ def add_parsers(subparsers, add_common) -> None:
 def run_bench(args) -> dict:
     from fcnedge.benchmarks.bench import BenchOptions, bench
 
-    options = BenchOptions(models=tuple(args.models), data=args.data, out=args.out,
+    options = BenchOptions(models=tuple(resolve_model(m, "--models") for m in args.models), data=args.data, out=args.out,
                            split=args.split, runs=args.runs, warmup=args.warmup,
                            threads=args.threads, delegate=args.delegate, device=args.device,
                            delegate_path=args.gpu_delegate, limit=args.limit,

@@ -20,27 +20,14 @@ import numpy as np
 
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.fileio import prepare_output_folder, write_image_atomic, write_json_atomic
+from fcnedge.runtime.zoo import models_dir
 
 log = logging.getLogger("fcnedge.demo")
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 BUNDLED_NAME = "camvid_fcn2s_mobilenetv2"
 BUNDLED_MODEL = f"{BUNDLED_NAME}_int8-qat.tflite"
 BUNDLED_FORMATS = (BUNDLED_MODEL, f"{BUNDLED_NAME}_float32.tflite")
 DATA_ENV = "FCNEDGE_DATA"
-
-
-def models_dir() -> Path:
-    """The bundled models: the installed package's copy, else the repository's folder."""
-    from importlib import resources
-
-    try:
-        installed = Path(str(resources.files("fcnedge.models")))
-        if (installed / BUNDLED_MODEL).is_file():
-            return installed
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return MODELS_DIR
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 
+from fcnedge.runtime.zoo import resolve_model
 from fcnedge.runtime.validate import BELOW_ONE, COUNT, UNIT, ZERO_OR_MORE, flag_type
 
 
@@ -19,7 +20,9 @@ log = logging.getLogger("fcnedge")
 
 def add_parsers(subparsers, add_common) -> None:
     run = subparsers.add_parser("run", help="stream frames through a TFLite model")
-    run.add_argument("--model", required=True, help=".tflite model (card: the .json beside it)")
+    run.add_argument("--model", required=True,
+                     help=".tflite model (card: the .json beside it), or a bundled model's "
+                     "name (`fcnedge models` lists them)")
     run.add_argument("--source", required=True,
                      help="camera index (0), video file, rtsp/http URL, image folder or glob")
     run.add_argument("--delegate", default="cpu", choices=["cpu", "gpu", "edgetpu"],
@@ -50,6 +53,20 @@ def add_parsers(subparsers, add_common) -> None:
     add_common(run)
     run.set_defaults(handler=run_stream)
 
+    models = subparsers.add_parser(
+        "models", help="the bundled models by name, for --model NAME: input size, GFLOPs, "
+        "size, held-out and val mIoU, int8 latency")
+    add_common(models)
+    models.set_defaults(handler=run_models)
+
+
+def run_models(args) -> dict:
+    from fcnedge.runtime.zoo import format_zoo, zoo_rows
+
+    rows = zoo_rows()
+    print(format_zoo(rows), end="")
+    return {"models": rows}
+
 
 def _display_available() -> bool:
     if platform.system() != "Linux":
@@ -74,6 +91,7 @@ def run_stream(args) -> dict:
     options = StreamOptions(view=args.view, alpha=args.alpha, max_frames=args.max_frames,
                             output=args.output, masks=args.masks, window=window,
                             hud=not args.no_hud)
+    args.model = resolve_model(args.model)
     segmenter = Segmenter(args.model, SegmenterOptions(
         delegate=Delegate(args.delegate), num_threads=args.threads or default_threads(reserve=1),
         resize=ResizeMode(args.resize), smooth=args.smooth,

@@ -11,6 +11,7 @@ from fcnedge.runtime.fileio import check_writable_location, safe_file_part
 from fcnedge.runtime.labels import add_classes_argument, check_data_labels
 from fcnedge.runtime.preprocess import parse_size
 from fcnedge.runtime.validate import COUNT, flag_type
+from fcnedge.runtime.zoo import resolve_model
 from fcnedge.train.cli import progress_printer
 from fcnedge.train.splits import drive_counts, parse_names
 
@@ -21,7 +22,8 @@ DEFAULT_TAUS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 def add_parsers(subparsers, add_common) -> None:
     evaluate = subparsers.add_parser("eval", help="mIoU, per-class IoU, pixel accuracy, confusion PNG")
     evaluate.add_argument("--model", required=True,
-                          help="run folder, .h5 weights in one, or a .tflite model")
+                          help="run folder, .h5 weights in one, a .tflite model, or a bundled "
+                          "model's name (`fcnedge models`)")
     evaluate.add_argument("--data", required=True, help="dataset folder")
     add_classes_argument(evaluate)
     evaluate.add_argument("--split", default="val",
@@ -84,7 +86,7 @@ def run_eval(args) -> dict:
     pairs, split_label = eval_pairs(args)
     if args.out:
         check_writable_location(args.out, "--out", folder=True)
-    model_path = Path(args.model)
+    model_path = Path(resolve_model(args.model))
     if not model_path.exists():
         raise InputError(f"--model {model_path}: not found")
     if model_path.suffix == ".tflite":

@@ -1,0 +1,103 @@
+"""The bundled models by name: `--model accurate` instead of a path, and `fcnedge models`.
+
+models/zoo.json names each bundled int8 file and holds the figures that cannot be read from the
+file itself, each with where it was measured: GFLOPs (TensorFlow's profiler at export), the
+int8 model-only latency (`fcnedge bench`) and the held-out-drive mIoU. Input size, file size
+and val mIoU are read from the model and its card when listed, so they cannot drift.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from fcnedge.runtime.errors import InputError
+
+ZOO_FILE = "zoo.json"
+REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+def models_dir() -> Path:
+    """The bundled models: the installed package's copy, else the repository's folder."""
+    from importlib import resources
+
+    try:
+        installed = Path(str(resources.files("fcnedge.models")))
+        if (installed / ZOO_FILE).is_file():
+            return installed
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return REPO_MODELS
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    name: str
+    file: str                   # the int8 .tflite, in the models folder
+    summary: str
+    gflops: float
+    int8_ms: float              # model-only p50, as measured where `int8_ms_on` says
+    int8_ms_on: str
+    held_out_miou: float | None
+    held_out_on: str | None
+
+    def path(self, folder: Path | None = None) -> Path:
+        return (folder or models_dir()) / self.file
+
+
+def read_zoo(folder: str | os.PathLike | None = None) -> dict[str, ZooModel]:
+    """The zoo's models by name, in the order zoo.json lists them (fastest first)."""
+    path = Path(folder or models_dir()) / ZOO_FILE
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))["models"]
+        return {entry["name"]: ZooModel(**entry) for entry in entries}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InputError(f"{path}: not a readable model zoo ({err})") from err
+
+
+def resolve_model(value: str, flag: str = "--model") -> str:
+    """A path as given, or the bundled file a zoo name stands for. An existing path wins over
+    a name, so a folder called `fast` is still yours."""
+    if os.path.exists(value):
+        return value
+    zoo = read_zoo()
+    if value in zoo:
+        path = zoo[value].path()
+        if not path.is_file():
+            raise InputError(f"{flag} {value}: the bundled file {path} is missing")
+        return str(path)
+    raise InputError(f"{flag} {value}: not found (neither a file nor a bundled model: "
+                     f"{', '.join(zoo)})")
+
+
+def zoo_rows(folder: Path | None = None) -> list[dict]:
+    """One row per zoo model, its stored figures beside the ones read from the file and card."""
+    folder = folder or models_dir()
+    rows = []
+    for model in read_zoo(folder).values():
+        path = model.path(folder)
+        card = {}
+        if path.with_suffix(".json").is_file():
+            card = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+        size = (card.get("input") or {}).get("size")
+        rows.append({
+            "name": model.name, "file": str(path), "summary": model.summary,
+            "input_size": f"{size[0]}x{size[1]}" if size else None, "gflops": model.gflops,
+            "size_mb": round(path.stat().st_size / 2**20, 2) if path.is_file() else None,
+            "val_miou": (card.get("verification") or {}).get("miou"),
+            "held_out_miou": model.held_out_miou, "int8_ms": model.int8_ms,
+            "int8_ms_on": model.int8_ms_on, "held_out_on": model.held_out_on})
+    return rows
+
+
+def format_zoo(rows: list[dict]) -> str:
+    head = ("| name | input | GFLOPs | size MB | held-out mIoU | val mIoU | int8 ms |",
+            "|---|---|---:|---:|---:|---:|---:|")
+    cell = lambda value: "" if value is None else f"{value}"  # noqa: E731
+    lines = [*head, *(f"| {r['name']} | {cell(r['input_size'])} | {cell(r['gflops'])} | "
+                      f"{cell(r['size_mb'])} | {cell(r['held_out_miou'])} | "
+                      f"{cell(r['val_miou'])} | {cell(r['int8_ms'])} |" for r in rows)]
+    notes = sorted({f"int8 ms: {r['int8_ms_on']}" for r in rows}
+                   | {f"held-out: {r['held_out_on']}" for r in rows if r["held_out_on"]})
+    return "\n".join(lines + [""] + notes) + "\n"
