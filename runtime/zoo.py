@@ -58,8 +58,12 @@ def read_zoo(folder: str | os.PathLike | None = None) -> dict[str, ZooModel]:
 
 def resolve_model(value: str, flag: str = "--model") -> str:
     """A path as given, or the bundled file a zoo name stands for. An existing path wins over
-    a name, so a folder called `fast` is still yours."""
+    a name, so a folder called `fast` is still yours; a missing path is left for the caller's
+    own "not found", and a bare word that is neither is refused with the names there are."""
     if os.path.exists(value):
+        return value
+    looks_like_a_path = os.sep in value or "/" in value or "." in value
+    if looks_like_a_path:
         return value
     zoo = read_zoo()
     if value in zoo:

@@ -166,28 +166,34 @@ def test_min_miou_floor_exits_1(converted, synth_data, tmp_path, capsys):
     assert code == 1 and "below the floor" in capsys.readouterr().err
 
 
-def test_bad_bench_inputs(converted, synth_data, tmp_path, capsys):
+BAD_BENCH = [
+    ("missing model", ["--models", "{tmp}/missing.tflite"], "missing.tflite: not found"),
+    ("no runs", ["--runs", "0"], "--runs: got 0"),
+    ("empty split", ["--data", "{empty}"], "val"),
+    ("a dataset as model", ["--models", "{data}"],
+     "expected a .tflite file or a training run folder"),
+    ("missing stream", ["--stream", "{tmp}/no.mp4"], "--stream"),
+    ("live stream", ["--stream", "0"], "live source"),
+    ("no stream threads", ["--stream-threads", "0"], "--stream-threads: got 0"),
+]
+
+
+@pytest.mark.parametrize("name,extra,message", BAD_BENCH, ids=[c[0] for c in BAD_BENCH])
+def test_bad_bench_inputs(name, extra, message, converted, synth_data, tmp_path, capsys):
     _, result = converted
-    path = result["rows"][0]["path"]
     empty = tmp_path / "empty"
     (empty / "val").mkdir(parents=True)
     (empty / "valannot").mkdir()
-    cases = [
-        (["--models", str(tmp_path / "missing.tflite")], "missing.tflite: not found"),
-        (["--models", path, "--runs", "0"], "--runs: got 0"),
-        (["--models", path, "--data", str(empty)], "val"),
-        (["--models", str(synth_data)], "expected a .tflite file or a training run folder"),
-        (["--models", path, "--stream", str(tmp_path / "no.mp4")], "--stream"),
-        (["--models", path, "--stream", "0"], "live source"),
-        (["--models", path, "--stream-threads", "0"], "--stream-threads: got 0"),
-    ]
-    for extra, message in cases:
-        argv = {"--models": path, "--data": str(synth_data), "--out": str(tmp_path / "o")}
-        for flag, value in zip(extra[::2], extra[1::2]):
-            argv[flag] = value
-        code = main(["bench", *[item for pair in argv.items() for item in pair]])
-        err = capsys.readouterr().err
-        assert code == 2 and message in err, (extra, err)
+    argv = {"--models": result["rows"][0]["path"], "--data": str(synth_data),
+            "--out": str(tmp_path / "o")}
+    for flag, value in zip(extra[::2], extra[1::2]):
+        argv[flag] = value.format(tmp=tmp_path, empty=empty, data=synth_data)
+    code = main(["bench", *[item for pair in argv.items() for item in pair]])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
+
+
+def test_bench_options_need_a_model():
     with pytest.raises(InputError, match="no models given"):
         BenchOptions(models=(), data=".", out=".")
 

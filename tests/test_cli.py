@@ -153,9 +153,18 @@ def test_train_then_eval_writes_scores_and_confusion_png(broken_data, tmp_path, 
 
 
 def test_console_script_is_installed():
+    """The `fcnedge` entry point of the installed distribution (editable or not) is the
+    package's console_main, and `python -m fcnedge` serves the same commands."""
+    from importlib.metadata import entry_points
+
+    import fcnedge
+
+    (script,) = [entry for entry in entry_points(group="console_scripts")
+                 if entry.name == "fcnedge"]
+    assert script.value == "fcnedge:console_main" and script.load() is fcnedge.console_main
     completed = subprocess.run([sys.executable, "-m", "fcnedge", "--help"], capture_output=True,
                                text=True, check=True)
-    for command in ("data", "train", "eval"):
+    for command in ("data", "train", "eval", "convert", "run", "bench", "demo", "models"):
         assert command in completed.stdout
 
 

@@ -88,25 +88,27 @@ def test_quantized_formats_stay_close_to_float(converted):
     assert card["qat"]["freeze_batchnorm"] is True
 
 
-def test_bad_convert_inputs(converted, synth_data, tmp_path, capsys):
+BAD_CONVERT = [
+    ("unknown format", ["--formats", "int4"], "--formats: got 'int4'"),
+    ("no calibration", ["--calib-samples", "0"], "--calib-samples: got 0"),
+    ("no qat epochs", ["--qat-epochs", "0"], "--qat-epochs: got 0"),
+    ("missing model", ["--model", "{tmp}/nope"], "nope: not found"),
+    ("out holds files", ["--out", "{out}"], "holds files; pass --overwrite"),
+    ("no train split", ["--data", "{tmp}"], "no 'train' split"),
+    ("size not /32", ["--input-size", "100x128"], "multiples of 32"),
+    ("size not HxW", ["--input-size", "big"], "--input-size: got 'big'"),
+]
+
+
+@pytest.mark.parametrize("name,extra,message", BAD_CONVERT, ids=[c[0] for c in BAD_CONVERT])
+def test_bad_convert_inputs(name, extra, message, converted, synth_data, tmp_path, capsys):
     run, result = converted
-    cases = [
-        (["--formats", "int4"], "--formats: got 'int4'"),
-        (["--calib-samples", "0"], "--calib-samples: got 0"),
-        (["--qat-epochs", "0"], "--qat-epochs: got 0"),
-        (["--model", str(tmp_path / "nope")], "nope: not found"),
-        (["--out", result["out"]], "holds files; pass --overwrite"),
-        (["--data", str(tmp_path)], "no 'train' split"),
-        (["--input-size", "100x128"], "multiples of 32"),
-        (["--input-size", "big"], "--input-size: got 'big'"),
-    ]
-    for extra, message in cases:
-        argv = {"--model": str(run), "--data": str(synth_data), "--out": str(tmp_path / "o")}
-        for flag, value in zip(extra[::2], extra[1::2]):
-            argv[flag] = value
-        code = main(["convert", *[item for pair in argv.items() for item in pair]])
-        err = capsys.readouterr().err
-        assert code == 2 and message in err, (extra, err)
+    argv = {"--model": str(run), "--data": str(synth_data), "--out": str(tmp_path / "o")}
+    for flag, value in zip(extra[::2], extra[1::2]):
+        argv[flag] = value.format(tmp=tmp_path, out=result["out"])
+    code = main(["convert", *[item for pair in argv.items() for item in pair]])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
 
 
 def test_parse_formats():

@@ -87,19 +87,39 @@ def test_the_fallback_warning_does_not_tell_the_user_to_pass_the_fallback(tflite
     assert "Use --fallback cpu" not in caplog.text
 
 
-def test_gpu_tries_litert_accelerator_before_the_library(tflite_models):
-    try:
-        interpreter, info = make_interpreter(tflite_models["float32"], "gpu")
-    except DelegateUnavailable as err:
-        # No GPU (as here): both routes are named, accelerator first.
-        assert str(err).startswith("--delegate gpu: LiteRT's GPU accelerator found no usable "
-                                   "GPU, and could not load libtensorflowlite_gpu_delegate.so")
-    else:
-        assert (info.backend, info.delegate) == ("ai_edge_litert (CompiledModel)", "gpu")
-        details = interpreter.get_input_details()[0]
-        interpreter.set_tensor(details["index"], np.zeros(details["shape"], details["dtype"]))
-        interpreter.invoke()
-        assert interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).ndim == 4
+def test_gpu_without_a_usable_gpu_names_the_accelerator_then_the_library(tflite_models,
+                                                                        monkeypatch):
+    import fcnedge.runtime.interpreter as interpreter_module
+
+    def no_gpu(*args):
+        raise RuntimeError("no GPU here")
+
+    monkeypatch.setattr(interpreter_module, "open_gpu_accelerator", no_gpu)
+    with pytest.raises(DelegateUnavailable) as caught:
+        make_interpreter(tflite_models["float32"], "gpu")
+    # Both routes are named, accelerator first.
+    assert str(caught.value).startswith(
+        "--delegate gpu: LiteRT's GPU accelerator found no usable GPU, and could not load "
+        "libtensorflowlite_gpu_delegate.so")
+
+
+def test_gpu_runs_through_litert_accelerator_when_it_opens(tflite_models, monkeypatch):
+    """The accelerator route end to end, with LiteRT's CPU accelerator standing in for a GPU
+    (this machine has none): the interpreter it returns runs the model."""
+    import fcnedge.runtime.interpreter as interpreter_module
+    from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+
+    def cpu_accelerator(content, details_source, num_threads):
+        return CompiledModelInterpreter(content, details_source, HardwareAccelerator.CPU,
+                                        num_threads)
+
+    monkeypatch.setattr(interpreter_module, "open_gpu_accelerator", cpu_accelerator)
+    interpreter, info = make_interpreter(tflite_models["float32"], "gpu")
+    assert (info.backend, info.delegate) == ("ai_edge_litert (CompiledModel)", "gpu")
+    details = interpreter.get_input_details()[0]
+    interpreter.set_tensor(details["index"], np.zeros(details["shape"], details["dtype"]))
+    interpreter.invoke()
+    assert interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).ndim == 4
 
 
 def test_a_broken_model_is_not_reported_as_a_missing_gpu(tflite_models, tmp_path):

@@ -134,21 +134,25 @@ def run_cli(*args, **kwargs):
                           text=True, timeout=300, **kwargs)
 
 
-def test_run_cli_bad_inputs(tmp_path, tflite_models, street_video):
-    cases = [
-        (["--model", str(tmp_path / "none.tflite"), "--source", str(street_video)],
-         "none.tflite: file not found"),
-        (["--model", str(tflite_models["int8"]), "--source", str(tmp_path / "x.mp4")],
-         "not a camera index, URL"),
-        (["--model", str(tflite_models["int8"]), "--source", str(street_video),
-          "--delegate", "edgetpu"], "could not load libedgetpu.so.1"),
-        (["--model", str(tflite_models["int8"]), "--source", str(street_video),
-          "--output", "/proc/nope/out.mp4"], "--output /proc/nope"),
-    ]
-    for args, message in cases:
-        completed = run_cli("run", "--no-window", *args)
-        assert completed.returncode == 2, (args, completed.stderr)
-        assert message in completed.stderr and "Traceback" not in completed.stderr, args
+BAD_RUN = [
+    ("missing model", ["--model", "{tmp}/none.tflite", "--source", "{video}"],
+     "none.tflite: file not found"),
+    ("missing source", ["--model", "{int8}", "--source", "{tmp}/x.mp4"],
+     "not a camera index, URL"),
+    ("no edgetpu", ["--model", "{int8}", "--source", "{video}", "--delegate", "edgetpu"],
+     "could not load libedgetpu.so.1"),
+    ("unwritable output", ["--model", "{int8}", "--source", "{video}", "--output",
+                           "/proc/nope/out.mp4"], "--output /proc/nope"),
+]
+
+
+@pytest.mark.parametrize("name,args,message", BAD_RUN, ids=[c[0] for c in BAD_RUN])
+def test_run_cli_bad_inputs(name, args, message, tmp_path, tflite_models, street_video):
+    args = [arg.format(tmp=tmp_path, video=street_video, int8=tflite_models["int8"])
+            for arg in args]
+    completed = run_cli("run", "--no-window", *args)
+    assert completed.returncode == 2, completed.stderr
+    assert message in completed.stderr and "Traceback" not in completed.stderr
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

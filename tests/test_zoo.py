@@ -34,6 +34,7 @@ def test_a_name_resolves_to_the_bundled_file_and_a_path_wins(tmp_path, monkeypat
     with pytest.raises(InputError, match=r"--models fastest: not found \(neither a file nor a "
                                          r"bundled model: accurate"):
         resolve_model("fastest", "--models")
+    assert resolve_model("missing/model.tflite") == "missing/model.tflite"   # its own error later
 
 
 def test_run_takes_a_name(street_video, tmp_path, capsys):
