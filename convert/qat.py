@@ -31,6 +31,7 @@ import numpy as np
 from fcnedge.convert.quantize_configs import (ConvReLU, OutputQuantizeConfig,
                                               PerTensorConvQuantizeConfig, kernel_attribute,
                                               tfmot_module, explicit_quantize_config, quantize_scope)
+from fcnedge.runtime.errors import InputError
 from fcnedge.train.tfcompat import keras, tf
 
 log = logging.getLogger("fcnedge.convert")
@@ -284,6 +285,13 @@ class QatConfig:
     keep_best: bool = True     # return the best-val epoch (else the last one)
     per_tensor: bool = False   # one weight scale per kernel; BatchNorm folded before QAT
 
+    def __post_init__(self):
+        # Checked where the config is made, as every config here is: bad input, exit 2.
+        if self.epochs < 1:
+            raise InputError(f"QAT epochs: got {self.epochs}, expected at least 1")
+        if not self.learning_rate > 0:
+            raise InputError(f"QAT learning rate: got {self.learning_rate}, expected > 0")
+
 
 class _EpochScorer(keras.callbacks.Callback):
     """Scores the fake-quantized model on val after every epoch and keeps the best weights;
@@ -328,8 +336,6 @@ def fine_tune(model, train_arrays, val_arrays, class_weights, labels, augment,
     from fcnedge.train.losses import segmentation_loss
     from fcnedge.train.pipeline import train_dataset
 
-    if config.epochs < 1:
-        raise ValueError(f"--qat-epochs: got {config.epochs}, expected at least 1")
     tf.random.set_seed(config.seed)
     if config.per_tensor:
         # Folded statistics are constants: BatchNorm is as frozen as freeze_bn makes it.

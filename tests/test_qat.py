@@ -248,3 +248,13 @@ def test_per_tensor_qat_cannot_train_batchnorm():
         ConvertOptions(model="m", data="d", out="o", formats=(Format.INT8_QAT,), per_tensor=True,
                        qat_freeze_bn=False)
     ConvertOptions(model="m", data="d", out="o", formats=(Format.INT8_QAT,), per_tensor=True)
+
+
+@pytest.mark.parametrize("kwargs, message", [({"epochs": 0}, "QAT epochs: got 0"),
+                                             ({"learning_rate": 0.0}, "QAT learning rate")])
+def test_a_bad_qat_config_is_bad_input(kwargs, message):
+    from fcnedge.convert.qat import QatConfig
+    from fcnedge.runtime.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        QatConfig(**kwargs)
