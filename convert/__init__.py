@@ -1,6 +1,6 @@
 """Conversion: TFLite export per format, export-rule inspection, model cards, verification.
 
-`inspect` and `edgetpu` read .tflite files with the flatbuffer schema only (no TensorFlow);
+`tflite_graph` and `edgetpu` read .tflite files with the flatbuffer schema only (no TensorFlow);
 `export`, `qat` and `pipeline` (which verifies each file against the float model) need the
 training extra.
 

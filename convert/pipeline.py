@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fcnedge.convert.export import INTEGER_FORMATS, Format, to_tflite
-from fcnedge.convert.inspect import export_rule_violations, read_graph
+from fcnedge.convert.tflite_graph import export_rule_violations, read_graph
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.fileio import atomic_path, prepare_output_folder, write_json_atomic
 from fcnedge.runtime.labels import check_data_labels

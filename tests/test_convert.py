@@ -6,7 +6,7 @@ import pytest
 
 from fcnedge.cli import main
 from fcnedge.convert.export import Format, parse_formats
-from fcnedge.convert.inspect import export_rule_violations, read_graph
+from fcnedge.convert.tflite_graph import export_rule_violations, read_graph
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.interpreter import make_interpreter
 

@@ -96,7 +96,7 @@ def test_sigkill_during_a_weights_write_keeps_the_previous_file(tmp_path):
 
 
 def test_sigkill_during_convert_leaves_no_partial_tflite(converted, synth_data, tmp_path):
-    from fcnedge.convert.inspect import read_graph
+    from fcnedge.convert.tflite_graph import read_graph
 
     run, _ = converted
     out = tmp_path / "out"

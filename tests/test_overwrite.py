@@ -3,7 +3,6 @@ have been checked: a probe lost runs and datasets that sat inside --out."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 

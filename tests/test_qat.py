@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from fcnedge.convert.export import Format, to_tflite
-from fcnedge.convert.inspect import export_rule_violations, read_graph
+from fcnedge.convert.tflite_graph import export_rule_violations, read_graph
 from fcnedge.runtime.labels import CAMVID
 from fcnedge.train.data import SplitArrays
 from fcnedge.train.pipeline import AugmentConfig
