@@ -16,8 +16,13 @@ import numpy as np
 
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.fileio import write_image_atomic, write_text_atomic
+from fcnedge.runtime.labels import CAMVID
 
-SKY, BUILDING, POLE, ROAD, PAVEMENT, TREE, SIGN, FENCE, CAR, PEDESTRIAN, BICYCLIST, VOID = range(12)
+# CamVid's ids by name, from its one label set, so the scenes cannot drift from it.
+(SKY, BUILDING, POLE, ROAD, PAVEMENT, TREE, SIGN, FENCE, CAR, PEDESTRIAN, BICYCLIST,
+ VOID) = (CAMVID.names.index(name) for name in (
+    "Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
+    "Pedestrian", "Bicyclist", "Void"))
 
 
 @dataclass(frozen=True)
