@@ -8,21 +8,12 @@ The public API: `from fcnedge.convert import convert, ConvertOptions, Format`.
 """
 from __future__ import annotations
 
-import importlib
+from fcnedge.runtime.lazy import lazy_exports
 
-# The public names, each from the module that defines it; imported on first use, so importing
-# the package costs nothing and pulls in no dependency of a module the caller never touches.
+# The public names, each from the submodule that defines it, imported on first use.
 _EXPORTS = {
     "convert": "pipeline",
     "ConvertOptions": "pipeline",
     "Format": "export",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS, globals())

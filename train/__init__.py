@@ -4,14 +4,14 @@ Importing this package does not import TensorFlow; the modules that need it (pip
 losses, trainer, evaluate) import it themselves.
 
 The public API: `from fcnedge.train import train, TrainConfig, ModelConfig, AugmentConfig,
-load_trained_model, build_fcn`; each name imports TensorFlow only when it is first used.
+load_trained_model, build_fcn`; the configs never import TensorFlow, the others only when
+first used.
 """
 from __future__ import annotations
 
-import importlib
+from fcnedge.runtime.lazy import lazy_exports
 
-# The public names, each from the module that defines it; imported on first use, so importing
-# the package costs nothing and pulls in no dependency of a module the caller never touches.
+# The public names, each from the submodule that defines it, imported on first use.
 _EXPORTS = {
     "train": "trainer",
     "TrainConfig": "config",
@@ -20,12 +20,4 @@ _EXPORTS = {
     "build_fcn": "models",
     "AugmentConfig": "config",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS, globals())
