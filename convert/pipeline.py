@@ -55,6 +55,10 @@ class ConvertOptions:
     classes: str | None = None  # the data's classes file (default: DATA/classes.json if any)
 
     def __post_init__(self):
+        if self.io_type != "int8" and not any(fmt in INTEGER_FORMATS for fmt in self.formats):
+            raise InputError(f"--io {self.io_type}: sets the input/output type of the integer "
+                             f"formats (int8-ptq, int8-qat), and --formats has none "
+                             f"({', '.join(fmt.value for fmt in self.formats)})")
         if self.per_tensor and not self.qat_freeze_bn and Format.INT8_QAT in self.formats:
             raise InputError("--qat-train-bn: per-tensor int8-qat folds BatchNorm into the "
                              "convolutions before fine-tuning, so there is none left to train; "

@@ -97,6 +97,8 @@ BAD_CONVERT = [
     ("no train split", ["--data", "{tmp}"], "no 'train' split"),
     ("size not /32", ["--input-size", "100x128"], "multiples of 32"),
     ("size not HxW", ["--input-size", "big"], "--input-size: got 'big'"),
+    ("uint8 io on float formats", ["--formats", "float32,float16", "--io", "uint8"],
+     "--io uint8: sets the input/output type of the integer formats"),
 ]
 
 
