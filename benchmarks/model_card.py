@@ -69,11 +69,13 @@ _OPTIONAL_TRAIN_FLAGS = (
 def _train_defaults() -> dict:
     """`fcnedge train`'s own defaults, read from its parser so the card cannot drift from it."""
     from fcnedge.runtime.validate import OneLineParser, add_common
-    from fcnedge.train.cli import add_parsers
+    from fcnedge.train.cli import add_parsers, class_weight_power
 
     parser = OneLineParser(prog="fcnedge")
     add_parsers(parser.add_subparsers(dest="command"), add_common)
-    return vars(parser.parse_args(["train", "--data", "-", "--out", "-"]))
+    args = parser.parse_args(["train", "--data", "-", "--out", "-"])
+    # --class-weight-power defaults to "the recipe's, for median-freq": the value it stands for.
+    return {**vars(args), "class_weight_power": class_weight_power(args)}
 
 
 def _flag_text(value) -> str:

@@ -190,12 +190,17 @@ def test_train_flag_defaults_are_the_config_defaults_and_the_recipe():
              "batch_size": train.batch_size, "optimizer": train.optimizer,
              "lr": train.learning_rate, "weight_decay": train.weight_decay,
              "schedule": train.schedule, "warmup_epochs": train.warmup_epochs,
-             "class_weights": train.class_weights,
-             "class_weight_power": train.class_weight_power, "loss": train.loss,
+             "class_weights": train.class_weights, "loss": train.loss,
              "seed": train.seed, "keep": train.keep, "scale_min": augment.scale_min,
              "scale_max": augment.scale_max, "camera_jitter": augment.camera_jitter,
              "paste_prob": augment.paste_probability}
     assert {flag: getattr(args, flag) for flag in pairs} == pairs
+    from fcnedge.train.cli import class_weight_power
+    assert class_weight_power(args) == train.class_weight_power == 0.5
+    unweighted = build_parser().parse_args(["train", "--data", "d", "--out", "r",
+                                            "--class-weights", "none"])
+    assert class_weight_power(unweighted) == 1.0
+    assert TrainConfig(data="d", out="r", class_weights="none").class_weight_power == 1.0
     assert (model.alpha, train.batch_size, train.class_weight_power, train.epochs) == (
         0.75, 4, 0.5, 90)
 

@@ -20,6 +20,8 @@ INPUT = (96, 128)
 def small_config(data, out, **overrides) -> TrainConfig:
     settings = dict(data=str(data), out=str(out), model=ModelConfig(alpha=0.35, input_hw=INPUT),
                     epochs=4, batch_size=8, learning_rate=3e-3, warmup_epochs=0.5,
+                    # Untempered weights, as the thresholds below were measured with.
+                    class_weight_power=1.0,
                     augment=AugmentConfig(scale_min=0.9, scale_max=1.2))
     settings.update(overrides)
     return TrainConfig(**settings)

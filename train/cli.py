@@ -113,9 +113,10 @@ def add_parsers(subparsers, add_common) -> None:
     train.add_argument("--class-weights", default=TrainConfig.class_weights,
                        choices=list(CLASS_WEIGHTINGS))
     train.add_argument("--class-weight-power", type=flag_type(POSITIVE),
-                       default=TrainConfig.class_weight_power, metavar="P",
+                       default=None, metavar="P",
                        help="median-freq weights raised to P (0 < P <= 1; 0.5 = square root): "
-                       "tempers the balancing")
+                       f"tempers the balancing (default: {TrainConfig.class_weight_power} with "
+                       "median-freq)")
     train.add_argument("--loss", default=TrainConfig.loss, choices=list(LOSSES),
                        help="ce: cross-entropy (class-weighted); ce+lovasz adds the Lovasz-softmax "
                        "IoU surrogate, which also penalises false positives of rare classes")
@@ -233,6 +234,16 @@ def flags_ignored_on_resume(argv: list[str]) -> list[str]:
     return sorted(given - RESUME_OVERRIDES)
 
 
+def class_weight_power(args) -> float:
+    """--class-weight-power as given, else the recipe's for median-freq (1.0 means untempered)."""
+    if args.class_weight_power is None:
+        return TrainConfig.class_weight_power if args.class_weights == "median-freq" else 1.0
+    if args.class_weights == "none" and args.class_weight_power != 1.0:
+        raise InputError("--class-weight-power tempers --class-weights median-freq; it has "
+                         "nothing to temper with --class-weights none")
+    return args.class_weight_power
+
+
 def run_train(args) -> dict:
     if args.local_workers is not None:
         from fcnedge.train.distributed import launch_local_workers
@@ -273,7 +284,7 @@ def run_train(args) -> dict:
         batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.lr,
         weight_decay=args.weight_decay, schedule=args.schedule,
         warmup_epochs=args.warmup_epochs, class_weights=args.class_weights,
-        class_weight_power=args.class_weight_power, loss=args.loss,
+        class_weight_power=class_weight_power(args), loss=args.loss,
         backbone_weights=args.backbone_weights, init_weights=args.init_weights,
         strategy=args.strategy,
         augment=AugmentConfig(scale_min=args.scale_min, scale_max=args.scale_max,

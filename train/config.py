@@ -212,9 +212,10 @@ class TrainConfig:
         if not 0 < self.class_weight_power <= 1:
             raise InputError(f"--class-weight-power: got {self.class_weight_power}, expected a "
                              "number in (0, 1]")
-        if self.class_weight_power != 1.0 and self.class_weights == "none":
-            raise InputError("--class-weight-power tempers --class-weights median-freq; it has "
-                             "nothing to temper with --class-weights none")
+        if self.class_weights == "none":
+            # Nothing to temper: recorded as untempered, so the default power (the recipe's
+            # 0.5, for median-freq) does not make an unweighted config invalid.
+            object.__setattr__(self, "class_weight_power", 1.0)
 
     def to_dict(self) -> dict:
         data = asdict(self)
