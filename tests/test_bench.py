@@ -224,7 +224,7 @@ def test_model_card_tells_a_prior_correction_apart_from_the_weights_as_trained(
     (corrected / "prior_correction.json").write_text(json.dumps(
         {"tau": 0.75, "split": "train", "images": 64, "sweep": [{"tau": 0.0}, {"tau": 0.75}]}))
     text = model_card(corrected, [result], report)
-    assert (f"fcnedge correct-prior --model models/{run.name} --data ../shared/datasets/camvid "
+    assert (f"fcnedge correct-prior --model models/{run.name} --data $CAMVID "
             "--split train --taus 0,0.75\n") in text
     assert "tau 0.75, chosen by mIoU on the train split (64 images)" in text
     assert "| Keras as trained (best epoch) |" in text and "; prior_correction.json" in text

@@ -97,7 +97,8 @@ def test_train_then_eval_writes_scores_and_confusion_png(broken_data, tmp_path, 
     monkeypatch.chdir(tmp_path)     # eval writes into the current folder by default
     run = tmp_path / "run"
     code, _, err = run_cli(capsys, "train", "--data", str(broken_data), "--out", str(run),
-                           "--input-size", "64x96", "--epochs", "1", "--batch-size", "2",
+                           "--input-size", "64x96", "--alpha", "0.35", "--epochs", "1",
+                           "--batch-size", "2",
                            "--quiet")
     assert code == 0, err
     code, out, err = run_cli(capsys, "eval", "--model", str(run), "--data", str(broken_data),

@@ -43,6 +43,7 @@ def test_sigkill_mid_training_then_resume_has_no_gap_and_the_right_lr(synth_data
 
     run = tmp_path / "run"
     args = ["train", "--data", str(synth_data), "--out", str(run), "--input-size", "64x96",
+            "--alpha", "0.35",
             "--epochs", "6", "--limit-train", "16", "--limit-val", "4", "--batch-size", "4",
             "--threads", "1", "--quiet"]
     process = _fcnedge(*args)
