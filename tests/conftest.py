@@ -68,7 +68,8 @@ def converted(synth_data, tmp_path_factory):
         root = tmp_path_factory.mktemp("convert")
         run = train(TrainConfig(data=str(synth_data), out=str(root / "run"),
                                 model=ModelConfig(alpha=0.35, input_hw=(96, 128)), epochs=6,
-                                learning_rate=3e-3), verbose=0).run_dir
+                                learning_rate=3e-3, batch_size=8, class_weight_power=1.0),
+                     verbose=0).run_dir    # the settings the tests' thresholds were measured with
         result = convert(ConvertOptions(model=str(run), data=str(synth_data),
                                         out=str(root / "out"), formats=tuple(Format),
                                         calib_samples=16, qat_epochs=1, qat_lr=1e-4))
