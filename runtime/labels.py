@@ -131,8 +131,9 @@ CAMVID_VOID_ID = CAMVID.void_id
 CLASSES_FILE = "classes.json"
 
 
-def _palette(count: int) -> tuple[tuple[int, int, int], ...]:
-    """Distinct, deterministic colours for a classes file that names no colours."""
+def fixed_palette(count: int) -> tuple[tuple[int, int, int], ...]:
+    """Deterministic colours for classes that come without any (a classes file that names
+    none, a model without a card)."""
     rng = np.random.default_rng(count)
     return tuple(tuple(int(v) for v in rng.integers(32, 256, 3)) for _ in range(count))
 
@@ -156,7 +157,7 @@ def read_label_file(path: str | os.PathLike, flag: str = "--classes") -> LabelSe
                          "'colors_rgb', 'void_id')")
     if "colors_rgb" not in data:
         names = data.get("names")
-        data = {**data, "colors_rgb": [list(c) for c in _palette(
+        data = {**data, "colors_rgb": [list(c) for c in fixed_palette(
             len(names) if isinstance(names, list) else 0)]}
     return LabelSet.from_dict(data, str(path))
 

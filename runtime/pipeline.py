@@ -129,8 +129,9 @@ def stream(segmenter, source, options: StreamOptions, stop: threading.Event | No
                     "preprocess": prepare_ms, "invoke": invoke_ms,
                     "postprocess": 1e3 * (draw_start - post_start)})
                 recent.add(draw_start, invoke_ms)
-                hud = [recent.hud_line(), f"delegate {delegate}"]
                 if options.output or options.window:
+                    # Text only for a frame that is drawn: a masks-only run formats nothing.
+                    hud = [recent.hud_line(), f"delegate {delegate}"] if options.hud else []
                     image = _render(frame, segmentation, segmenter.palette_bgr, options, hud)
                     if options.output:
                         if "mp4" not in sink_holder:

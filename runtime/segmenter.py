@@ -13,7 +13,7 @@ import numpy as np
 from fcnedge.runtime import adapters
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.interpreter import Delegate, InterpreterInfo, make_interpreter
-from fcnedge.runtime.labels import CAMVID, LabelSet
+from fcnedge.runtime.labels import CAMVID, LabelSet, fixed_palette
 from fcnedge.runtime.preprocess import Geometry, ResizeMode, labels_to_frame, preprocess
 
 log = logging.getLogger("fcnedge.runtime")
@@ -72,9 +72,7 @@ def labels_for(card: dict, classes: int, source: str = "model card") -> LabelSet
         return LabelSet.from_dict(card["labels"], source)
     if classes == CAMVID.num_classes:
         return CAMVID
-    rng = np.random.default_rng(classes)
-    colors = tuple(tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(classes))
-    return LabelSet(tuple(f"class{i}" for i in range(classes)), colors, None)
+    return LabelSet(tuple(f"class{i}" for i in range(classes)), fixed_palette(classes), None)
 
 
 class Segmenter:
