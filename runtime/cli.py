@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 
+from fcnedge import INTERRUPTED_EXIT
 from fcnedge.runtime.zoo import resolve_model
 from fcnedge.runtime.validate import BELOW_ONE, COUNT, UNIT, ZERO_OR_MORE, flag_type
 
@@ -74,9 +75,38 @@ def _display_available() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def _stop_on_signals(stop, signalled):
+    """Ctrl-C and SIGTERM set `stop`, so the stream ends with its outputs finalised, not cut;
+    a second Ctrl-C quits at once. Returns what puts the previous handlers back.
+
+    The handlers only set flags and write with os.write: no lock is taken in a handler (see
+    StopFlag), so a signal can land anywhere in the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_signal(number, _frame):
+        if signalled.is_set() and number == signal.SIGINT:
+            # What is at the output paths stays whole: only the .partial files are left.
+            os.write(2, b"interrupted again: quitting without finishing the output files\n")
+            os._exit(INTERRUPTED_EXIT)
+        signalled.set()
+        stop.set()
+        os.write(2, b"interrupted: finishing the output files (Ctrl-C again to quit now)\n")
+
+    for number in previous:
+        signal.signal(number, on_signal)
+
+    def restore():
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    return restore
+
+
 def run_stream(args) -> dict:
     from fcnedge.runtime.interpreter import Delegate, default_threads
-    from fcnedge.runtime.pipeline import StreamOptions, stream
+    from fcnedge.runtime.pipeline import StopFlag, StreamOptions, stream
     from fcnedge.runtime.preprocess import ResizeMode
     from fcnedge.runtime.segmenter import Segmenter, SegmenterOptions
     from fcnedge.runtime.video import (check_video_target, open_source, parse_source,
@@ -103,24 +133,16 @@ def run_stream(args) -> dict:
     live_options = {"max_retries": args.reconnect} if spec.kind in ("camera", "url") else {}
     source = open_source(spec, **live_options)
 
-    stop, terminated = threading.Event(), threading.Event()
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        # SIGTERM ends the stream like Ctrl-C does: output files are finalised, not cut.
-        def on_sigterm(*_):
-            terminated.set()
-            stop.set()
-
-        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    stop, signalled = StopFlag(), StopFlag()
+    restore = _stop_on_signals(stop, signalled)
     try:
         stats = stream(segmenter, source, options, stop)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        restore()
     summary = {"model": args.model, "source": redact_url(args.source), "output": args.output,
                "masks": args.masks, "interpreter": segmenter.info_dict,
                **stats.summary()}
-    summary["interrupted"] = stats.interrupted or terminated.is_set()
+    summary["interrupted"] = stats.interrupted or signalled.is_set()
     print(f"{stats.frames} frames, {summary['fps']} FPS end to end, "
           f"invoke p50 {summary['stages_ms']['invoke'].get('p50')} ms, "
           f"dropped {stats.dropped}" + (", interrupted" if summary["interrupted"] else ""),

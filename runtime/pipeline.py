@@ -24,6 +24,24 @@ VIEWS = ("overlay", "side-by-side")
 STAGES = ("capture", "preprocess", "invoke", "postprocess", "draw")
 
 
+class StopFlag:
+    """A stop signal that a signal handler may set.
+
+    threading.Event.set takes a lock, and a handler runs in the main thread between two of its
+    bytecodes: if that thread held the lock at the time, it would wait for itself forever. A
+    plain attribute needs no lock (the GIL makes the store atomic), so a handler can set it.
+    """
+
+    def __init__(self):
+        self._stopped = False
+
+    def set(self) -> None:
+        self._stopped = True
+
+    def is_set(self) -> bool:
+        return self._stopped
+
+
 @dataclass(frozen=True)
 class StreamOptions:
     view: str = "overlay"
@@ -73,18 +91,22 @@ def _render(frame, segmentation, palette, options: StreamOptions, hud_lines):
     return image
 
 
-def stream(segmenter, source, options: StreamOptions, stop: threading.Event | None = None,
-           on_frame=None) -> StreamStats:
+def stream(segmenter, source, options: StreamOptions,
+           stop: StopFlag | threading.Event | None = None, on_frame=None) -> StreamStats:
     """Runs the loop until the source ends, max_frames, the window closes, or `stop` is set.
 
     Threads: the reader decodes and prepares (resize + quantize) frames into a small ring of
     buffers; this thread only invokes the model; the drawer takes the argmax, draws and writes.
     So the critical path is the invoke alone, and end-to-end FPS approaches invoke-only FPS.
 
-    KeyboardInterrupt (Ctrl-C) is caught: the sinks are closed so the mp4 stays playable, and
-    the stats say `interrupted`. Returns the stats.
+    `stop` is anything with set() and is_set(); whoever sets it (a signal handler, another
+    thread, on_frame) ends the stream with the queued frames drawn and the sinks closed.
+    KeyboardInterrupt is caught too, for callers that keep Python's own Ctrl-C: the sinks are
+    closed so the mp4 stays playable, and the stats say `interrupted`. A KeyboardInterrupt can
+    land while a queue's lock is held, though, and leave a thread waiting on it, so the command
+    line sets `stop` from its signal handlers instead. Returns the stats.
     """
-    stop = stop or threading.Event()
+    stop = stop or StopFlag()
     stats = StreamStats()
     masks = MaskSink(options.masks) if options.masks else None
     sink_holder: dict = {}

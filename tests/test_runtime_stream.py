@@ -184,6 +184,31 @@ def test_interrupt_leaves_a_playable_mp4(sig, tmp_path, tflite_models, street_vi
     assert result["interrupted"] and result["frames"] == written
 
 
+def test_a_signal_sets_the_stop_flag_and_a_second_ctrl_c_quits_at_once(monkeypatch, capfd):
+    # Raising KeyboardInterrupt in the main thread could land while a queue's lock is held and
+    # hang the drawer's join (seen once in CI); the handler only sets flags.
+    import os
+
+    from fcnedge.runtime.cli import _stop_on_signals
+    from fcnedge.runtime.pipeline import StopFlag
+
+    exits = []
+    monkeypatch.setattr(os, "_exit", exits.append)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    stop, signalled = StopFlag(), StopFlag()
+    restore = _stop_on_signals(stop, signalled)
+    try:
+        signal.raise_signal(signal.SIGTERM)
+        assert stop.is_set() and signalled.is_set() and not exits
+        signal.raise_signal(signal.SIGINT)
+        assert exits == [130]
+    finally:
+        restore()
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    err = capfd.readouterr().err
+    assert "finishing the output files" in err and "quitting without finishing" in err
+
+
 def test_runtime_path_never_imports_tensorflow(tflite_models, street_video, tmp_path):
     script = (
         "import sys\n"
