@@ -18,7 +18,14 @@ $(VENV)/.installed: setup.py
 
 install: $(VENV)/.installed
 
-test: $(VENV)/.installed
+# MediaPipe Tasks, for the test that loads converted models in its ImageSegmenter. Without its
+# dependencies: it pins absl-py 2 and opencv-contrib-python, which clash with
+# tensorflow-model-optimization's absl-py 1 and replace opencv-python's cv2; it runs on ours.
+$(VENV)/.mediapipe: $(VENV)/.installed
+	$(PY) -m pip install --quiet --no-deps "mediapipe==1.2.2"
+	touch $@
+
+test: $(VENV)/.installed $(VENV)/.mediapipe
 	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder --durations=25 tests
 
 # The main job: the bundled int8 CamVid model streams a clip (CamVid val frames when

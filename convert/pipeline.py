@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from fcnedge.convert.export import INTEGER_FORMATS, Format, to_tflite
+from fcnedge.convert.metadata import with_metadata
 from fcnedge.convert.tflite_graph import export_rule_violations, read_graph
 from fcnedge.runtime.errors import InputError
-from fcnedge.runtime.fileio import atomic_path, prepare_output_folder, write_json_atomic
+from fcnedge.runtime.fileio import (atomic_path, prepare_output_folder, write_bytes_atomic,
+                                    write_json_atomic)
 from fcnedge.runtime.labels import check_data_labels
 from fcnedge.runtime.segmenter import card_path
 
@@ -177,6 +179,7 @@ def convert(options: ConvertOptions) -> dict:
                                     "miou": row.miou, "keras_miou": result["keras_miou"],
                                     "delta": row.delta, "per_class_iou": row.per_class_iou}
             write_json_atomic(card_path(path), card)
+            write_bytes_atomic(path, with_metadata(path.read_bytes(), card))
     if qat_history is not None:
         result["qat_history"] = qat_history
     result["rows"] = [row.__dict__ for row in rows]
@@ -219,6 +222,7 @@ def _write_formats(model, calib_pairs, val_arrays, calibration, config, labels, 
                                "kept_epoch": next(entry["epoch"] for entry in qat_history
                                                   if entry.get("kept"))}
             write_json_atomic(card_path(path), card)
+            staged.write_bytes(with_metadata(data, card))
         written[fmt] = (path, card)
         rows.append(FormatRow(fmt.value, str(path), round(len(data) / 2**20, 3)))
     return rows, written, qat_history

@@ -13,8 +13,9 @@ import numpy as np
 from fcnedge.runtime import adapters
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.interpreter import Delegate, InterpreterInfo, make_interpreter
-from fcnedge.runtime.labels import CAMVID, LabelSet, fixed_palette
+from fcnedge.runtime.labels import LabelSet, fixed_palette
 from fcnedge.runtime.preprocess import Geometry, ResizeMode, labels_to_frame, preprocess
+from fcnedge.runtime.tflite_metadata import read_embedded_card
 
 log = logging.getLogger("fcnedge.runtime")
 
@@ -56,22 +57,31 @@ def card_path(model_path: str | os.PathLike) -> Path:
 
 
 def read_model_card(model_path: str | os.PathLike) -> dict:
-    """The sidecar card written by `fcnedge convert`, or {} when there is none."""
-    path = card_path(model_path)
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: model card is not readable JSON ({err})") from err
+    """The model's card: the one inside it (its TFLite metadata, written by `fcnedge
+    convert`), else the sidecar .json beside it (models converted before cards went inside),
+    else {} with a warning: someone else's .tflite still runs, with numbered classes.
+    """
+    model, sidecar = Path(model_path), card_path(model_path)
+    why = "it is not a file"
+    if model.is_file():
+        card, why = read_embedded_card(model)
+        if card:
+            return card
+    if sidecar.is_file():
+        try:
+            return json.loads(sidecar.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise InputError(f"{sidecar}: model card is not readable JSON ({err})") from err
+    if model.is_file():
+        log.warning("%s: no fcnedge model card inside (%s) or beside it (%s): its classes "
+                    "are numbered", model, why, sidecar.name)
+    return {}
 
 
 def labels_for(card: dict, classes: int, source: str = "model card") -> LabelSet:
-    """The card's labels; CamVid's when the card has none and the model has 11 classes."""
+    """The card's labels, or numbered classes when the card names none."""
     if "labels" in card:
         return LabelSet.from_dict(card["labels"], source)
-    if classes == CAMVID.num_classes:
-        return CAMVID
     return LabelSet(tuple(f"class{i}" for i in range(classes)), fixed_palette(classes), None)
 
 
@@ -93,9 +103,9 @@ class Segmenter:
         adapters.check_image_model(self.interpreter, self.model_path)
         self.input_hw = adapters.input_size(self.interpreter)
         self.num_classes = adapters.num_classes(self.interpreter)
-        self.labels = labels_for(self.card, self.num_classes, str(card_path(model_path)))
+        self.labels = labels_for(self.card, self.num_classes, f"{model_path}'s card")
         if self.labels.num_classes != self.num_classes:
-            raise InputError(f"{card_path(model_path)}: names {self.labels.num_classes} classes "
+            raise InputError(f"{model_path}: its card names {self.labels.num_classes} classes "
                              f"but the model predicts {self.num_classes}")
         self.palette_bgr = self.labels.palette_bgr()
         self._input = adapters.input_details(self.interpreter)

@@ -77,13 +77,13 @@ def resolve_model(value: str, flag: str = "--model") -> str:
 
 def zoo_rows(folder: Path | None = None) -> list[dict]:
     """One row per zoo model, its stored figures beside the ones read from the file and card."""
+    from fcnedge.runtime.segmenter import read_model_card
+
     folder = folder or models_dir()
     rows = []
     for model in read_zoo(folder).values():
         path = model.path(folder)
-        card = {}
-        if path.with_suffix(".json").is_file():
-            card = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+        card = read_model_card(path)
         size = (card.get("input") or {}).get("size")
         rows.append({
             "name": model.name, "file": str(path), "summary": model.summary,

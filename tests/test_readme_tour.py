@@ -1,7 +1,9 @@
 """The README's five-minute tour, command for command, on a smaller synthetic set."""
 import glob
+import importlib.util
 import re
 import shlex
+import textwrap
 
 from conftest import REPO
 from fcnedge.cli import main
@@ -43,8 +45,10 @@ def test_the_readmes_python_imports_resolve():
     text = (REPO / "README.md").read_text(encoding="utf-8")
     blocks = [part.split("```", 1)[0] for part in text.split("```python\n")[1:]]
     assert blocks, "the README shows the Python API"
-    for block in blocks:
+    for block in map(textwrap.dedent, blocks):   # a block inside a list item is indented
         compile(block, "README.md", "exec")
         imports = "\n".join(line for line in block.splitlines()
                             if line.startswith(("import ", "from ")))
+        if "mediapipe" in imports and importlib.util.find_spec("mediapipe") is None:
+            continue   # the device guide's MediaPipe snippet; `make test` installs mediapipe
         exec(imports, {})
