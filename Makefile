@@ -8,7 +8,7 @@ OUT ?= out
 DATA ?= ../shared/datasets/camvid
 BUNDLED ?= models/camvid_fcn2s_mobilenetv2
 
-.PHONY: demo demo-train test bench card install clean
+.PHONY: demo demo-train test bench card arm-check install clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ bench: $(VENV)/.installed
 # The bundled model's card (models/README.md), generated from the committed records.
 card: $(VENV)/.installed
 	$(PY) -m fcnedge.benchmarks.model_card --bundled $(BUNDLED) benchmarks/published_bench.md models/README.md
+
+# The runtime on aarch64 under qemu user-mode emulation against this machine, on a few CamVid
+# val frames (needs root once, for the arm64 packages; see the script).
+arm-check: $(VENV)/.installed
+	PY=$(PY) DATA=$(DATA) bash benchmarks/arm_check.sh
 
 clean:
 	rm -rf $(VENV) out

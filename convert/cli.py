@@ -51,6 +51,16 @@ def add_parsers(subparsers, add_common) -> None:
     add_common(convert)
     convert.set_defaults(handler=run_convert)
 
+    metadata = subparsers.add_parser(
+        "metadata", help="show a .tflite's metadata and card; --embed puts a card inside one")
+    metadata.add_argument("model", help=".tflite model")
+    metadata.add_argument("--embed", metavar="CARD.json", default=None,
+                          help="write this card (a converted model's .json) into the model as "
+                          "TFLite metadata, in place: for models converted before cards went "
+                          "inside")
+    add_common(metadata)
+    metadata.set_defaults(handler=run_metadata)
+
 
 def run_convert(args) -> dict:
     from fcnedge.convert.export import parse_formats
@@ -77,3 +87,13 @@ def run_convert(args) -> dict:
     if failed:
         raise RuntimeError(f"mIoU drop over the limit (--max-drop): {', '.join(failed)}")
     return result
+
+
+def run_metadata(args) -> dict:
+    from fcnedge.convert.metadata import embed_card_file, describe_model
+
+    if args.embed:
+        embed_card_file(args.model, args.embed)
+    summary = describe_model(args.model)
+    print(summary["text"])
+    return summary

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from pathlib import Path
 
 import flatbuffers
 import numpy as np
@@ -174,3 +175,77 @@ def _check_round_trip(model: bytes, metadata: bytes, files: dict[str, bytes]) ->
     read_metadata_buffer(metadata)
     if associated_files(model) != files:
         raise RuntimeError("the associated files read back from the model differ")
+
+
+def embed_card_file(model_path: str, card_path: str) -> None:
+    """Writes a card into a .tflite in place (atomically), both checked before anything is
+    written: the model must be a readable flatbuffer, the card fcnedge's and of its classes."""
+    from fcnedge.runtime.errors import InputError
+    from fcnedge.runtime.fileio import write_bytes_atomic
+    from fcnedge.runtime.graph_check import check_graph
+
+    model, card_file = Path(model_path), Path(card_path)
+    if not model.is_file():
+        raise InputError(f"{model}: no such .tflite file")
+    if not card_file.is_file():
+        raise InputError(f"--embed {card_file}: no such card file")
+    data = model.read_bytes()
+    check_graph(data, model)
+    try:
+        card = json.loads(card_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InputError(f"--embed {card_file}: not readable JSON ({err})") from err
+    if not isinstance(card, dict) or not {"labels", "input", "output", "model_format"} <= set(card):
+        raise InputError(f"--embed {card_file}: expected a model card written by fcnedge "
+                         "convert (labels, input, output, model_format)")
+    labels = LabelSet.from_dict(card["labels"], f"--embed {card_file}")
+    classes = _output_channels(data)
+    if labels.num_classes != classes:
+        raise InputError(f"--embed {card_file}: names {labels.num_classes} classes, the model "
+                         f"predicts {classes}")
+    write_bytes_atomic(model, with_metadata(data, card))
+
+
+def _output_channels(model: bytes) -> int:
+    schema = _model_schema()
+    root = schema.Model.GetRootAs(model, 0)
+    graph = root.Subgraphs(0)
+    return int(graph.Tensors(graph.Outputs(0)).ShapeAsNumpy()[-1])
+
+
+def describe_model(model_path: str) -> dict:
+    """What an app would read from the model: the metadata's tables and the embedded card."""
+    from fcnedge.runtime.errors import InputError
+    from fcnedge.runtime.graph_check import check_graph
+    from fcnedge.runtime.tflite_metadata import read_embedded_card
+
+    model = Path(model_path)
+    if not model.is_file():
+        raise InputError(f"{model}: no such .tflite file")
+    data = model.read_bytes()
+    check_graph(data, model)
+    buffer = metadata_buffer(data)
+    try:
+        tables = read_metadata_buffer(buffer) if buffer is not None else None
+    except ValueError as err:
+        raise InputError(f"{model}: its TFLITE_METADATA buffer is {err}") from err
+    card, why = read_embedded_card(model)
+    files = sorted(associated_files(data))
+    lines = [f"{model}: " + ("TFLite metadata " + (tables.get("name", "") if tables else "")
+                              if tables else "no TFLite metadata")]
+    if tables:
+        image = tables["subgraph_metadata"][0]["input_tensor_metadata"][0]
+        norm = image.get("process_units", [{}])[0].get("options", ("", {}))[1]
+        lines.append(f"  input: {image.get('description', '')}; normalisation mean "
+                     f"{norm.get('mean')} std {norm.get('std')}")
+        lines.append(f"  associated files: {', '.join(files) or 'none'}")
+    if card:
+        names = LabelSet.from_dict(card["labels"], "card").class_names
+        verification = card.get("verification") or {}
+        lines.append(f"  card: {card.get('model_format')} {card['input'].get('size')}, "
+                     f"{len(names)} classes ({', '.join(names)})"
+                     + (f", val mIoU {verification['miou']}" if "miou" in verification else ""))
+    else:
+        lines.append(f"  no fcnedge card: {why}")
+    return {"model": str(model), "metadata": tables, "files": files, "card": card or None,
+            "text": "\n".join(lines)}

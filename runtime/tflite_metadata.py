@@ -154,16 +154,23 @@ def associated_files(model: bytes) -> dict[str, bytes]:
 
 def read_embedded_card(path: str | os.PathLike) -> tuple[dict, str | None]:
     """The card inside a .tflite: (card, None), or ({}, why there is none) for a model
-    without fcnedge's metadata or with metadata it cannot read."""
+    without fcnedge's metadata or with metadata it cannot read.
+
+    The card is read from the associated files' zip alone, so this needs no schema module
+    (tflite-runtime, the fallback interpreter, ships none); the flatbuffer is looked at only
+    to say why a card is missing.
+    """
     model = Path(path).read_bytes()
-    try:
-        if metadata_buffer(model) is None:
-            return {}, "it has no TFLite metadata"
-    except Exception as err:
-        return {}, f"its flatbuffer cannot be read ({type(err).__name__})"
     files = associated_files(model)
     if CARD_FILE not in files:
-        return {}, f"its metadata has no {CARD_FILE}"
+        try:
+            has_metadata = metadata_buffer(model) is not None
+        except ImportError:
+            return {}, f"it carries no {CARD_FILE}"
+        except Exception as err:
+            return {}, f"its flatbuffer cannot be read ({type(err).__name__})"
+        return {}, (f"its metadata has no {CARD_FILE}" if has_metadata
+                    else "it has no TFLite metadata")
     try:
         card = json.loads(files[CARD_FILE].decode("utf-8"))
     except ValueError as err:

@@ -183,3 +183,32 @@ def _convert_uint8_io(run, data, tmp_path) -> Path:
          "--calib-samples", "8"], capture_output=True, text=True, timeout=900)
     assert completed.returncode == 0, completed.stderr
     return next((tmp_path / "u8").glob("*.tflite"))
+
+
+def test_metadata_command_embeds_a_sidecar_card_and_refuses_bad_input(tflite_models, tmp_path):
+    """`fcnedge metadata MODEL --embed CARD`: models converted before cards went inside."""
+    from fcnedge.cli import main
+
+    model = tmp_path / "old.tflite"
+    model.write_bytes(tflite_models["float32"].read_bytes())
+    card = tmp_path / "old.json"
+    card.write_text(json.dumps(_card("float32")))
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps(dict(_card("float32"), labels={
+        "names": ["a", "b"], "colors_rgb": [[0, 0, 0], [1, 1, 1]], "void_id": 255})))
+    before = model.read_bytes()
+    for args, message in (([str(model), "--embed", str(wrong)], "names 2 classes, the model "
+                           "predicts 11"),
+                          ([str(model), "--embed", str(tmp_path / "none.json")], "no such card"),
+                          ([str(tmp_path / "none.tflite")], "no such .tflite file")):
+        completed = subprocess.run([sys.executable, "-m", "fcnedge", "metadata", *args],
+                                   capture_output=True, text=True, timeout=120)
+        assert completed.returncode == 2 and message in completed.stderr, completed.stderr
+    assert model.read_bytes() == before          # refused before anything was written
+    assert main(["metadata", str(model), "--embed", str(card)]) == 0
+    embedded, why = read_embedded_card(model)
+    assert why is None and embedded == _card("float32")
+    card.unlink()
+    from fcnedge.runtime.segmenter import Segmenter
+
+    assert Segmenter(model).labels.class_names == CAMVID.class_names
