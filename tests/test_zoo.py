@@ -5,14 +5,38 @@ import pytest
 
 from fcnedge.cli import main
 from fcnedge.runtime.errors import InputError
-from fcnedge.runtime.zoo import models_dir, read_zoo, resolve_model
+from fcnedge.runtime.tflite_metadata import read_embedded_card
+from fcnedge.runtime.zoo import models_dir, read_zoo, resolve_model, zoo_rows
 
 
 def test_the_zoo_names_bundled_files_with_their_cards():
     zoo = read_zoo()
-    assert "accurate" in zoo
+    assert list(zoo) == ["fast", "balanced", "accurate"]
     for model in zoo.values():
         assert model.path().is_file() and model.path().with_suffix(".json").is_file(), model
+        card, why = read_embedded_card(model.path())
+        assert why is None and card == json.loads(model.path().with_suffix(".json").read_text())
+        run = models_dir() / model.path().stem.rsplit("_", 1)[0]   # its float weights
+        assert (run / "best.weights.h5").is_file() and (run / "run.json").is_file(), run
+
+
+def test_the_zoo_is_a_front_no_model_slower_and_less_accurate_than_another():
+    rows = zoo_rows()
+    for faster, slower in zip(rows, rows[1:]):
+        assert faster["int8_ms"] < slower["int8_ms"] and faster["val_miou"] < slower["val_miou"]
+    # fast: at most a third of the accurate model's model-only time (one bench run).
+    assert rows[0]["int8_ms"] <= rows[-1]["int8_ms"] / 3
+
+
+@pytest.mark.parametrize("name", ["fast", "balanced", "accurate"])
+def test_each_zoo_models_card_is_reproduced_by_eval(name, camvid_root, tmp_path, capsys):
+    model = read_zoo()[name].path()
+    card = json.loads(model.with_suffix(".json").read_text())
+    code = main(["eval", "--model", name, "--data", str(camvid_root), "--split", "val",
+                 "--out", str(tmp_path / "eval"), "--json", str(tmp_path / "e.json")])
+    assert code == 0, capsys.readouterr().err
+    scores = json.loads((tmp_path / "e.json").read_text())
+    assert scores["miou"] == pytest.approx(card["verification"]["miou"], abs=0.5)
 
 
 def test_models_lists_figures_read_from_the_cards(tmp_path, capsys):
@@ -32,7 +56,7 @@ def test_a_name_resolves_to_the_bundled_file_and_a_path_wins(tmp_path, monkeypat
     (tmp_path / "accurate").mkdir()
     assert resolve_model("accurate") == "accurate"
     with pytest.raises(InputError, match=r"--models fastest: not found \(neither a file nor a "
-                                         r"bundled model: accurate"):
+                                         r"bundled model: fast, balanced, accurate"):
         resolve_model("fastest", "--models")
     assert resolve_model("missing/model.tflite") == "missing/model.tflite"   # its own error later
 
