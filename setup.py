@@ -20,6 +20,8 @@ RUNTIME_REQUIRES = [
     "opencv-python>=4.8",
     # The maintained successor of tflite-runtime; tflite_runtime stays a fallback import only.
     "ai-edge-litert>=2.3,<3",
+    # TFLite metadata (the card inside each model) is read with it; LiteRT needs it too.
+    "flatbuffers>=23.5",
 ]
 TRAIN_REQUIRES = [
     "tensorflow==2.21.*",

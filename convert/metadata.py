@@ -21,8 +21,8 @@ from fcnedge.runtime.labels import LabelSet
 from fcnedge.runtime.tflite_metadata import (ASSOCIATED_FILE_TYPES, CARD_FILE, COLOR_SPACES,
                                              LABELS_FILE, METADATA_BUFFER_NAME,
                                              METADATA_IDENTIFIER, MIN_PARSER_VERSION, TABLES,
-                                             UNIONS, _model_schema, _slots, associated_files,
-                                             metadata_buffer, read_metadata_buffer)
+                                             UNIONS, associated_files, metadata_buffer,
+                                             model_schema, read_metadata_buffer, slot_count)
 
 _PREPEND = {"int8": "PrependInt8Slot", "uint32": "PrependUint32Slot", "int32": "PrependInt32Slot"}
 TFLITE_IDENTIFIER = b"TFL3"
@@ -52,7 +52,7 @@ def pack_table(builder: flatbuffers.Builder, name: str, values: dict) -> int:
                 builder, [pack_table(builder, kind[1:-1], item) for item in value])
         else:
             offsets[field] = pack_table(builder, kind, value)
-    builder.StartObject(_slots(fields))
+    builder.StartObject(slot_count(fields))
     slot = 0
     for field, kind in fields:
         if isinstance(kind, tuple):
@@ -131,12 +131,26 @@ def segmenter_metadata(card: dict, labels: LabelSet) -> dict:
 def with_metadata(model: bytes, card: dict) -> bytes:
     """The model with the card's metadata (any earlier metadata and files replaced), read back
     before it is returned: the labels file, the card and every table must come out as written.
+
+    Sets card["size_bytes"] to the size of the file returned, the card inside included (its
+    own digits can change that size, so it is packed until the figure holds).
     """
+    size = card.get("size_bytes")
+    for _ in range(4):
+        card["size_bytes"] = size
+        packed = _pack_with_metadata(model, card)
+        if len(packed) == size:
+            return packed
+        size = len(packed)
+    raise RuntimeError("the card's size_bytes did not settle")
+
+
+def _pack_with_metadata(model: bytes, card: dict) -> bytes:
     labels = LabelSet.from_dict(card["labels"], "model card")
     metadata = pack_metadata(segmenter_metadata(card, labels))
     files = {LABELS_FILE: "\n".join(labels.class_names).encode("utf-8") + b"\n",
              CARD_FILE: json.dumps(card, indent=1).encode("utf-8")}
-    schema = _model_schema()
+    schema = model_schema()
     graph = schema.ModelT.InitFromPackedBuf(model, 0)
     if any(buffer.offset for buffer in graph.buffers or []):
         raise ValueError("the model keeps its weights outside the flatbuffer (over 2 GB?); "
@@ -207,7 +221,7 @@ def embed_card_file(model_path: str, card_path: str) -> None:
 
 
 def _output_channels(model: bytes) -> int:
-    schema = _model_schema()
+    schema = model_schema()
     root = schema.Model.GetRootAs(model, 0)
     graph = root.Subgraphs(0)
     return int(graph.Tensors(graph.Outputs(0)).ShapeAsNumpy()[-1])

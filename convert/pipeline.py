@@ -178,8 +178,9 @@ def convert(options: ConvertOptions) -> dict:
             card["verification"] = {"split": options.val_split, "images": len(val_pairs),
                                     "miou": row.miou, "keras_miou": result["keras_miou"],
                                     "delta": row.delta, "per_class_iou": row.per_class_iou}
+            model_file = with_metadata(path.read_bytes(), card)
             write_json_atomic(card_path(path), card)
-            write_bytes_atomic(path, with_metadata(path.read_bytes(), card))
+            write_bytes_atomic(path, model_file)
     if qat_history is not None:
         result["qat_history"] = qat_history
     result["rows"] = [row.__dict__ for row in rows]
@@ -221,10 +222,11 @@ def _write_formats(model, calib_pairs, val_arrays, calibration, config, labels, 
                                "history": qat_history,
                                "kept_epoch": next(entry["epoch"] for entry in qat_history
                                                   if entry.get("kept"))}
+            model_file = with_metadata(data, card)
             write_json_atomic(card_path(path), card)
-            staged.write_bytes(with_metadata(data, card))
+            staged.write_bytes(model_file)
         written[fmt] = (path, card)
-        rows.append(FormatRow(fmt.value, str(path), round(len(data) / 2**20, 3)))
+        rows.append(FormatRow(fmt.value, str(path), round(len(model_file) / 2**20, 3)))
     return rows, written, qat_history
 
 

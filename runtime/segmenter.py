@@ -13,7 +13,7 @@ import numpy as np
 from fcnedge.runtime import adapters
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.interpreter import Delegate, InterpreterInfo, make_interpreter
-from fcnedge.runtime.labels import LabelSet, fixed_palette
+from fcnedge.runtime.labels import CAMVID, LabelSet, fixed_palette
 from fcnedge.runtime.preprocess import Geometry, ResizeMode, labels_to_frame, preprocess
 from fcnedge.runtime.tflite_metadata import read_embedded_card
 
@@ -57,31 +57,40 @@ def card_path(model_path: str | os.PathLike) -> Path:
 
 
 def read_model_card(model_path: str | os.PathLike) -> dict:
-    """The model's card: the one inside it (its TFLite metadata, written by `fcnedge
-    convert`), else the sidecar .json beside it (models converted before cards went inside),
-    else {} with a warning: someone else's .tflite still runs, with numbered classes.
+    """The model's card (see `find_model_card`), or {}."""
+    return find_model_card(model_path)[0]
+
+
+def find_model_card(model_path: str | os.PathLike) -> tuple[dict, str]:
+    """(card, where it was read): the card inside the model (its TFLite metadata, written by
+    `fcnedge convert`), else the sidecar .json beside it (models converted before cards went
+    inside), else {} with a warning: someone else's .tflite still runs (see `labels_for`).
     """
     model, sidecar = Path(model_path), card_path(model_path)
     why = "it is not a file"
     if model.is_file():
         card, why = read_embedded_card(model)
         if card:
-            return card
+            return card, f"{model}'s card"
     if sidecar.is_file():
         try:
-            return json.loads(sidecar.read_text(encoding="utf-8"))
+            return json.loads(sidecar.read_text(encoding="utf-8")), str(sidecar)
         except (OSError, ValueError) as err:
             raise InputError(f"{sidecar}: model card is not readable JSON ({err})") from err
     if model.is_file():
-        log.warning("%s: no fcnedge model card inside (%s) or beside it (%s): its classes "
-                    "are numbered", model, why, sidecar.name)
-    return {}
+        log.warning("%s: no fcnedge model card inside (%s) or beside it (%s): its classes are "
+                    "CamVid's if it predicts 11, else numbered", model, why, sidecar.name)
+    return {}, str(model)
 
 
 def labels_for(card: dict, classes: int, source: str = "model card") -> LabelSet:
-    """The card's labels, or numbered classes when the card names none."""
+    """The card's labels. A model without a card predicting as many classes as CamVid, the
+    label set data without a classes file is read with, gets CamVid's (so it scores on such
+    data, void included); any other gets numbered classes."""
     if "labels" in card:
         return LabelSet.from_dict(card["labels"], source)
+    if classes == CAMVID.num_classes:
+        return CAMVID
     return LabelSet(tuple(f"class{i}" for i in range(classes)), fixed_palette(classes), None)
 
 
@@ -95,17 +104,18 @@ class Segmenter:
     def __init__(self, model_path: str | os.PathLike, options: SegmenterOptions | None = None):
         self.options = options or SegmenterOptions()
         self.model_path = str(model_path)
-        self.card = read_model_card(model_path)
         self.interpreter, self.info = make_interpreter(
             model_path, self.options.delegate, self.options.num_threads,
             device=self.options.device, delegate_path=self.options.delegate_path,
             fallback_cpu=self.options.fallback_cpu)
         adapters.check_image_model(self.interpreter, self.model_path)
+        # After the graph is known good: a broken model gets one line, not a card warning too.
+        self.card, card_source = find_model_card(model_path)
         self.input_hw = adapters.input_size(self.interpreter)
         self.num_classes = adapters.num_classes(self.interpreter)
-        self.labels = labels_for(self.card, self.num_classes, f"{model_path}'s card")
+        self.labels = labels_for(self.card, self.num_classes, card_source)
         if self.labels.num_classes != self.num_classes:
-            raise InputError(f"{model_path}: its card names {self.labels.num_classes} classes "
+            raise InputError(f"{card_source}: names {self.labels.num_classes} classes "
                              f"but the model predicts {self.num_classes}")
         self.palette_bgr = self.labels.palette_bgr()
         self._input = adapters.input_details(self.interpreter)

@@ -72,7 +72,8 @@ SCALARS = {"int8": number_types.Int8Flags, "uint32": number_types.Uint32Flags,
            "int32": number_types.Int32Flags}
 
 
-def _slots(fields) -> int:
+def slot_count(fields) -> int:
+    """A table's vtable slots: one a field, two a union."""
     return sum(2 if isinstance(kind, tuple) else 1 for _, kind in fields)
 
 
@@ -126,7 +127,8 @@ def read_metadata_buffer(metadata: bytes) -> dict:
         raise ValueError(f"unreadable TFLite metadata ({type(err).__name__}: {err})") from err
 
 
-def _model_schema():
+def model_schema():
+    """LiteRT's generated TFLite schema (ImportError under tflite-runtime, which has none)."""
     from ai_edge_litert import schema_py_generated as schema
 
     return schema
@@ -134,7 +136,7 @@ def _model_schema():
 
 def metadata_buffer(model: bytes) -> bytes | None:
     """The bytes of a model's TFLITE_METADATA buffer, or None when it has none."""
-    schema = _model_schema()
+    schema = model_schema()
     root = schema.Model.GetRootAs(model, 0)
     for index in range(root.MetadataLength()):
         entry = root.Metadata(index)

@@ -131,7 +131,7 @@ def test_a_model_without_readable_metadata_runs_with_a_warning(damage, tflite_mo
         capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr
     assert "no fcnedge model card inside" in completed.stderr
-    assert "classes are numbered" in completed.stderr
+    assert "its classes are CamVid's if it predicts 11, else numbered" in completed.stderr
     assert len(list((tmp_path / "m").glob("*.png"))) == 2
 
 
@@ -207,7 +207,7 @@ def test_metadata_command_embeds_a_sidecar_card_and_refuses_bad_input(tflite_mod
     assert model.read_bytes() == before          # refused before anything was written
     assert main(["metadata", str(model), "--embed", str(card)]) == 0
     embedded, why = read_embedded_card(model)
-    assert why is None and embedded == _card("float32")
+    assert why is None and embedded == dict(_card("float32"), size_bytes=model.stat().st_size)
     card.unlink()
     from fcnedge.runtime.segmenter import Segmenter
 
