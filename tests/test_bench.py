@@ -309,10 +309,11 @@ def test_rows_of_several_input_sizes_are_labelled_with_their_size(converted, syn
     _, result = converted
     path = next(row["path"] for row in result["rows"] if row["format"] == "float32")
     card = json.loads(open(path.replace(".tflite", ".json")).read())
+    from fcnedge.convert.metadata import with_metadata
+
     other = tmp_path / "other.tflite"
-    other.write_bytes(open(path, "rb").read())
-    card["input"]["size"] = [64, 64]           # only the label reads it
-    (tmp_path / "other.json").write_text(json.dumps(card))
+    card["input"]["size"] = [64, 64]           # only the label reads it; the card is inside
+    other.write_bytes(with_metadata(open(path, "rb").read(), card))
     report = bench(BenchOptions(models=(path, str(other)), data=str(synth_data),
                                 out=str(tmp_path / "o"), runs=1, warmup=0, limit=1))
     assert [row["format"] for row in report["rows"]] == ["float32 96x128", "float32 64x64"]
