@@ -27,7 +27,7 @@ from fcnedge.runtime.fileio import prepare_output_folder, write_json_atomic, wri
 from fcnedge.runtime.interpreter import default_threads
 from fcnedge.runtime.labels import LabelSet, check_data_labels
 from fcnedge.runtime.quiet import child_stderr
-from fcnedge.runtime.segmenter import read_model_card
+from fcnedge.runtime.segmenter import find_model_card, read_model_card
 from fcnedge.train.run_folder import (BEST_WEIGHTS, LAST_WEIGHTS, RUN_FILE, read_json,
                                       run_weights)
 
@@ -314,7 +314,8 @@ def model_labels(path: str, kind: str) -> LabelSet | None:
     """The classes a model predicts, from its card or run.json; None when it names none."""
     candidate = Path(path)
     if kind == "tflite":
-        stored, source = read_model_card(candidate).get("labels"), f"{candidate}'s card"
+        card, source = find_model_card(candidate)
+        stored = card.get("labels")
     else:
         run_file = (candidate if candidate.is_dir() else candidate.parent) / RUN_FILE
         stored, source = read_json(run_file, "run file").get("labels"), str(run_file)

@@ -90,7 +90,7 @@ def run_convert(args) -> dict:
 
 
 def run_metadata(args) -> dict:
-    from fcnedge.convert.metadata import embed_card_file, describe_model
+    from fcnedge.convert.metadata import describe_model, embed_card_file
 
     if args.embed:
         embed_card_file(args.model, args.embed)
