@@ -8,7 +8,7 @@ OUT ?= out
 DATA ?= ../shared/datasets/camvid
 BUNDLED ?= models/camvid_fcn2s_mobilenetv2
 
-.PHONY: demo demo-train test bench card arm-check install clean
+.PHONY: demo demo-train test test-fast bench card arm-check install clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ $(VENV)/.mediapipe: $(VENV)/.installed
 
 test: $(VENV)/.installed $(VENV)/.mediapipe
 	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder --durations=25 tests
+
+# The fast tier while editing: every test that neither trains, converts, installs nor reads
+# CamVid (tests/conftest.py marks those `slow`).
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow" tests
 
 # The main job: the bundled int8 CamVid model streams a clip (CamVid val frames when
 # FCNEDGE_DATA or DATA points at CamVid, else a synthetic street), writes the overlay mp4 and a

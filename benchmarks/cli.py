@@ -1,8 +1,8 @@
 """`fcnedge bench`: the benchmark's command line."""
 from __future__ import annotations
 
-
 from fcnedge.runtime.labels import add_classes_argument
+from fcnedge.runtime.options import Delegate
 from fcnedge.runtime.zoo import resolve_model
 from fcnedge.runtime.validate import COUNT, PERCENT, POSITIVE, ZERO_OR_MORE, flag_type
 
@@ -28,7 +28,8 @@ def add_parsers(subparsers, add_common) -> None:
     bench.add_argument("--stream-threads", type=flag_type(COUNT), default=None,
                        help="interpreter threads while streaming (default: all cores but one, "
                        "as `fcnedge run`)")
-    bench.add_argument("--delegate", default="cpu", choices=["cpu", "gpu", "edgetpu"],
+    bench.add_argument("--delegate", default=Delegate.CPU.value,
+                       choices=[delegate.value for delegate in Delegate],
                        help="for the .tflite rows (Keras rows use TensorFlow's GPU if any)")
     bench.add_argument("--device", default=None, help="EdgeTPU device, e.g. usb:0")
     bench.add_argument("--gpu-delegate", default=None, metavar="PATH",
@@ -41,18 +42,6 @@ def add_parsers(subparsers, add_common) -> None:
     bench.add_argument("--overwrite", action="store_true", help="replace files in --out")
     add_common(bench)
     bench.set_defaults(handler=run_bench)
-
-    demo = subparsers.add_parser(
-        "demo", help="the bundled int8 model on a clip: overlay mp4, contact sheet, benchmark")
-    demo.add_argument("--out", default="out/demo", help="folder for everything it writes "
-                      "(replaced on each run)")
-    demo.add_argument("--data", default=None, help="CamVid folder for real frames (default: "
-                      "$FCNEDGE_DATA, else a synthetic clip)")
-    demo.add_argument("--model", default=None, help="a .tflite model instead of the bundled one")
-    demo.add_argument("--max-frames", type=flag_type(COUNT), default=120)
-    demo.add_argument("--no-bench", action="store_true", help="skip the benchmark step")
-    add_common(demo)
-    demo.set_defaults(handler=run_demo)
 
 
 def run_bench(args) -> dict:
@@ -81,21 +70,3 @@ def raise_for_failed_rows(report: dict, min_miou: float | None = None) -> None:
     below = [row["model"] for row in report["rows"] if row["status"] == "below floor"]
     if below:
         raise RuntimeError(f"--min-miou {min_miou}: below the floor: {', '.join(below)}")
-
-
-def run_demo(args) -> dict:
-    from fcnedge.benchmarks.demo import DemoOptions, demo
-
-    result = demo(DemoOptions(out=args.out, model=args.model, data=args.data,
-                              max_frames=args.max_frames, bench=not args.no_bench))
-    if "bench_table" in result:
-        print(result["bench_table"])
-    print(f"{result['frames']} frames of {result['clip']} at {result['stream_fps']} FPS "
-          f"(invoke p50 {result['invoke_ms_p50']} ms)")
-    for label, key in (("overlay video", "video"), ("contact sheet", "contact_sheet")):
-        print(f"{label:>14}: {result[key]}")
-    for name, path in result.get("bench", {}).items():
-        print(f"{name:>14}: {path}")
-    if "bench_report" in result:
-        raise_for_failed_rows(result["bench_report"])
-    return result

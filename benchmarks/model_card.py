@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from fcnedge.runtime.fileio import write_text_atomic
-from fcnedge.train.config import ARCH_STRIDES
+from fcnedge.train.config import ARCH_STRIDES, TRAIN_FLAGS, default_fc_units
 
 FOCUS = ("Pedestrian", "Bicyclist", "Pole", "SignSymbol")
 PER_CLASS_FORMATS = ("float32", "int8-ptq", "int8-qat", "int8-qat per-tensor")
@@ -47,23 +47,11 @@ def _row_label(row: dict, model_hw: list[int]) -> str:
     return label
 
 
-# Where a run.json keeps the `fcnedge train` flags that a command shows only when the run
-# did not use their default, in the order the command shows them.
-_OPTIONAL_TRAIN_FLAGS = (
-    ("train", "class_weight_power", "--class-weight-power"), ("train", "loss", "--loss"),
-    ("train", "learning_rate", "--lr"), ("train", "warmup_epochs", "--warmup-epochs"),
-    ("train", "optimizer", "--optimizer"), ("train", "weight_decay", "--weight-decay"),
-    ("train", "schedule", "--schedule"), ("model", "decoder", "--decoder"),
-    ("model", "context", "--context"), ("model", "context_units", "--context-units"),
-    ("model", "bn_momentum", "--bn-momentum"), ("model", "dropout", "--dropout"),
-    ("augment", "scale_min", "--scale-min"), ("augment", "scale_max", "--scale-max"),
-    ("augment", "paste_classes", "--paste-classes"),
-    ("augment", "paste_probability", "--paste-prob"),
-    ("augment", "camera_jitter", "--camera-jitter"), ("train", "train_splits", "--train-splits"),
-    ("train", "val_splits", "--val-splits"), ("train", "val_drives", "--val-drives"),
-    ("train", "keep", "--keep"), ("train", "seed", "--seed"),
-    ("train", "save_every", "--save-every"),
-)
+# Shown on every card's command, in this order; the rest of train.config.TRAIN_FLAGS only
+# where the run did not use its default, and these three in their own words at the end.
+_ALWAYS_SHOWN = ("data", "out", "arch", "backbone", "alpha", "input_hw", "epochs", "batch_size",
+                 "val_every", "class_weights")
+_SHOWN_LAST = ("enabled", "init_weights", "threads")
 
 
 def _train_defaults() -> dict:
@@ -93,7 +81,10 @@ def _train_command(run: dict, defaults: dict | None = None) -> str:
                f"{train['epochs']} --batch-size {train['batch_size']} --val-every "
                f"{train['val_every']} --class-weights {train['class_weights']}")
     sections = {"model": model, "train": train, "augment": train.get("augment", {})}
-    for section, key, flag in _OPTIONAL_TRAIN_FLAGS:
+    defaults = {**defaults, "fc_units": default_fc_units(model["backbone"])}
+    for section, key, flag in TRAIN_FLAGS:
+        if key in _ALWAYS_SHOWN or key in _SHOWN_LAST:
+            continue
         default = defaults[flag[2:].replace("-", "_")]
         value = sections[section].get(key, default)
         if _flag_text(value) != _flag_text(default):

@@ -106,12 +106,13 @@ class KerasRow:
 
         self.tf = tf
         self._preprocess, self._labels_to_frame = preprocess, labels_to_frame
-        self.model, config, self.labels, info = load_trained_model(spec["model"])
-        self.input_hw = config.input_hw
+        trained = load_trained_model(spec["model"])
+        self.model, self.labels = trained.model, trained.labels
+        self.input_hw = trained.config.input_hw
         gpus = tf.config.list_physical_devices("GPU")
         self.device = f"GPU ({gpus[0].name})" if gpus else "CPU (TensorFlow)"
         self.format = self.model_format = "keras float32"
-        self.size_bytes = os.path.getsize(info["weights"])
+        self.size_bytes = os.path.getsize(trained.weights)
         model = self.model
 
         @tf.function(reduce_retracing=True)
@@ -144,7 +145,7 @@ def measure_stream(spec: dict) -> dict:
     import tempfile
 
     from fcnedge.runtime.interpreter import Delegate
-    from fcnedge.runtime.pipeline import StreamOptions, stream
+    from fcnedge.runtime.stream import StreamOptions, stream
     from fcnedge.runtime.segmenter import Segmenter, SegmenterOptions
     from fcnedge.runtime.video import open_source, parse_source
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+from fcnedge.convert.options import CONVERT_FLAGS, IO_TYPES, ConvertOptions, Format, QatConfig
 from fcnedge.runtime.labels import add_classes_argument
 from fcnedge.runtime.validate import COUNT, NON_NEGATIVE, POSITIVE, ZERO_OR_MORE, flag_type
 
@@ -17,16 +18,17 @@ def add_parsers(subparsers, add_common) -> None:
                          help="dataset folder: train split for calibration, val to verify")
     add_classes_argument(convert)
     convert.add_argument("--out", required=True, help="folder for the .tflite files and cards")
-    convert.add_argument("--formats", default="float32,float16,dynamic,int8-ptq,int8-qat",
-                         help="comma-separated: float32, float16, dynamic, int8-ptq, int8-qat")
+    convert.add_argument("--formats", default=",".join(fmt.value for fmt in ConvertOptions.formats),
+                         help="comma-separated: " + ", ".join(fmt.value for fmt in Format))
     convert.add_argument("--input-size", default=None, metavar="HxW",
                          help="export at another input size (multiples of 32) than the model "
                          "was trained at; the FCN is fully convolutional (default: its own)")
-    convert.add_argument("--calib-samples", type=flag_type(COUNT), default=64,
+    convert.add_argument("--calib-samples", type=flag_type(COUNT),
+                         default=ConvertOptions.calib_samples,
                          help="training images for int8 calibration")
-    convert.add_argument("--qat-epochs", type=flag_type(ZERO_OR_MORE), default=3,
+    convert.add_argument("--qat-epochs", type=flag_type(ZERO_OR_MORE), default=QatConfig.epochs,
                          help="int8-qat: fine-tuning epochs on the training split")
-    convert.add_argument("--qat-lr", type=flag_type(POSITIVE), default=2e-5,
+    convert.add_argument("--qat-lr", type=flag_type(POSITIVE), default=QatConfig.learning_rate,
                          help="int8-qat: peak learning rate (Adam, cosine decay)")
     convert.add_argument("--qat-train-bn", action="store_true",
                          help="int8-qat: let BatchNorm keep training (default: frozen)")
@@ -37,7 +39,7 @@ def add_parsers(subparsers, add_common) -> None:
                          "per output channel: a smaller file (no per-channel scale vectors); "
                          "int8-qat folds BatchNorm into the convolutions first; check the "
                          "verification table for its accuracy")
-    convert.add_argument("--io", default="int8", choices=["int8", "uint8"],
+    convert.add_argument("--io", default=ConvertOptions.io_type, choices=IO_TYPES,
                          help="integer formats' input/output type (uint8 for EdgeTPU)")
     convert.add_argument("--no-verify", action="store_true", help="skip the val evaluation")
     convert.add_argument("--limit-val", type=flag_type(COUNT), default=None, help="verify on N images")
@@ -49,7 +51,7 @@ def add_parsers(subparsers, add_common) -> None:
                          help="EdgeTPU report for integer models; compile when "
                          "edgetpu_compiler is installed")
     add_common(convert)
-    convert.set_defaults(handler=run_convert)
+    convert.set_defaults(handler=run_convert, param_flags=CONVERT_FLAGS)
 
     metadata = subparsers.add_parser(
         "metadata", help="show a .tflite's metadata and card; --embed puts a card inside one")
@@ -63,8 +65,8 @@ def add_parsers(subparsers, add_common) -> None:
 
 
 def run_convert(args) -> dict:
-    from fcnedge.convert.export import parse_formats
-    from fcnedge.convert.pipeline import ConvertOptions, convert, drop_failures
+    from fcnedge.convert.converter import convert, drop_failures
+    from fcnedge.convert.options import parse_formats
     from fcnedge.runtime.preprocess import check_divisible, parse_size
 
     input_hw = None
@@ -77,8 +79,9 @@ def run_convert(args) -> dict:
                              calib_samples=args.calib_samples, io_type=args.io,
                              verify=not args.no_verify, limit_val=args.limit_val,
                              max_drop=args.max_drop, overwrite=args.overwrite,
-                             edgetpu=args.edgetpu, qat_epochs=args.qat_epochs,
-                             qat_lr=args.qat_lr, qat_freeze_bn=not args.qat_train_bn,
+                             edgetpu=args.edgetpu,
+                             qat=QatConfig(epochs=args.qat_epochs, learning_rate=args.qat_lr,
+                                           freeze_bn=not args.qat_train_bn),
                              limit_train=args.limit_train, input_hw=input_hw,
                              per_tensor=args.per_tensor, classes=args.classes)
     result = convert(options)

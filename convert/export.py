@@ -6,36 +6,13 @@ the logits tensor.
 """
 from __future__ import annotations
 
-import enum
 from typing import Iterable
 
 import numpy as np
 
+from fcnedge.convert.options import INTEGER_FORMATS, IO_TYPES, Format
 from fcnedge.runtime.errors import InputError
 from fcnedge.train.tfcompat import tf
-
-
-class Format(str, enum.Enum):
-    FLOAT32 = "float32"
-    FLOAT16 = "float16"
-    DYNAMIC = "dynamic"        # int8 weights, float activations
-    INT8_PTQ = "int8-ptq"      # full integer, calibrated on training images
-    INT8_QAT = "int8-qat"      # full integer, ranges learned by quantization-aware training
-
-
-INTEGER_FORMATS = (Format.INT8_PTQ, Format.INT8_QAT)
-IO_TYPES = ("int8", "uint8")
-
-
-def parse_formats(text: str) -> list[Format]:
-    """'float32,int8-ptq' -> [Format.FLOAT32, Format.INT8_PTQ]; InputError on unknown names."""
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    known = [f.value for f in Format]
-    unknown = [name for name in names if name not in known]
-    if unknown or not names:
-        raise InputError(f"--formats: got {text!r}, expected a comma-separated list of "
-                         f"{', '.join(known)}")
-    return [Format(name) for name in dict.fromkeys(names)]
 
 
 def _converter(model):

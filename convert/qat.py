@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
+from fcnedge.convert.options import QatConfig
 from fcnedge.convert.quantize_configs import (ConvReLU, OutputQuantizeConfig,
                                               PerTensorConvQuantizeConfig, kernel_attribute,
                                               tfmot_module, explicit_quantize_config, quantize_scope)
-from fcnedge.runtime.errors import InputError
 from fcnedge.train.tfcompat import keras, tf
 
 log = logging.getLogger("fcnedge.convert")
@@ -275,24 +274,6 @@ def is_fake_quantized(model) -> bool:
     return bool(weighted) and not plain
 
 
-@dataclass(frozen=True)
-class QatConfig:
-    epochs: int = 3
-    learning_rate: float = 2e-5
-    batch_size: int = 8
-    freeze_bn: bool = True
-    seed: int = 0
-    keep_best: bool = True     # return the best-val epoch (else the last one)
-    per_tensor: bool = False   # one weight scale per kernel; BatchNorm folded before QAT
-
-    def __post_init__(self):
-        # Checked where the config is made, as every config here is: bad input, exit 2.
-        if self.epochs < 1:
-            raise InputError(f"QAT epochs: got {self.epochs}, expected at least 1")
-        if not self.learning_rate > 0:
-            raise InputError(f"QAT learning rate: got {self.learning_rate}, expected > 0")
-
-
 class _EpochScorer(keras.callbacks.Callback):
     """Scores the fake-quantized model on val after every epoch and keeps the best weights;
     epoch 0 is the model as it comes in."""
@@ -334,7 +315,7 @@ def fine_tune(model, train_arrays, val_arrays, class_weights, labels, augment,
     """
     from fcnedge.train.evaluate import evaluate_predictor, keras_predictor
     from fcnedge.train.losses import segmentation_loss
-    from fcnedge.train.pipeline import train_dataset
+    from fcnedge.train.input_pipeline import train_dataset
 
     tf.random.set_seed(config.seed)
     if config.per_tensor:

@@ -12,7 +12,7 @@ import sys
 import traceback
 
 from fcnedge import INTERRUPTED_EXIT, __version__
-from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.errors import InputError, flag_message
 from fcnedge.runtime.fileio import check_writable_location, write_json_atomic
 from fcnedge.runtime.quiet import silence_native_stderr
 from fcnedge.runtime.validate import OneLineParser, add_common
@@ -20,13 +20,14 @@ from fcnedge.runtime.validate import OneLineParser, add_common
 
 def _subcommand_modules():
     # Each part registers its own subcommands; none of these imports TensorFlow at import time.
+    from fcnedge import demo
     from fcnedge.benchmarks import cli as bench_cli
     from fcnedge.convert import cli as convert_cli
     from fcnedge.runtime import cli as runtime_cli
     from fcnedge.train import cli as train_cli
     from fcnedge.train import eval_cli
 
-    return [train_cli, eval_cli, convert_cli, runtime_cli, bench_cli]
+    return [train_cli, eval_cli, convert_cli, runtime_cli, bench_cli, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         if args.verbose:
             traceback.print_exc()
-        print(f"fcnedge {name}: error: {err}", file=sys.stderr)
+        # A library check names its parameter; the command's own map names the flag instead.
+        message = flag_message(err, getattr(args, "param_flags", {}))
+        print(f"fcnedge {name}: error: {message}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as err:
         if (err.name or "").split(".")[0] not in ("tensorflow", "tf_keras", "matplotlib",

@@ -12,9 +12,9 @@ from fcnedge.runtime.lazy import lazy_exports
 # The public names, each from the submodule that defines it, imported on first use.
 _EXPORTS = {
     "Segmenter": "segmenter",
-    "SegmenterOptions": "segmenter",
+    "SegmenterOptions": "options",
     "Segmentation": "segmenter",
-    "Delegate": "interpreter",
+    "Delegate": "options",
     "InputError": "errors",
     "LabelSet": "labels",
     "CAMVID": "labels",

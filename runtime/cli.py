@@ -12,11 +12,17 @@ import sys
 import threading
 
 from fcnedge import INTERRUPTED_EXIT
+from fcnedge.runtime.options import VIEWS, Delegate, ResizeMode, SegmenterOptions, StreamOptions
 from fcnedge.runtime.zoo import resolve_model
 from fcnedge.runtime.validate import BELOW_ONE, COUNT, UNIT, ZERO_OR_MORE, flag_type
 
 
 log = logging.getLogger("fcnedge")
+# The flag that sets each SegmenterOptions / StreamOptions parameter, for error messages.
+RUN_FLAGS = {"num_threads": "--threads", "smooth": "--smooth", "view": "--view",
+             "alpha": "--alpha", "max_frames": "--max-frames", "output": "--output",
+             "masks": "--masks", "delegate": "--delegate", "resize": "--resize",
+             "device": "--device", "delegate_path": "--gpu-delegate"}
 
 
 def add_parsers(subparsers, add_common) -> None:
@@ -26,7 +32,8 @@ def add_parsers(subparsers, add_common) -> None:
                      "name (`fcnedge models` lists them)")
     run.add_argument("--source", required=True,
                      help="camera index (0), video file, rtsp/http URL, image folder or glob")
-    run.add_argument("--delegate", default="cpu", choices=["cpu", "gpu", "edgetpu"],
+    run.add_argument("--delegate", default=SegmenterOptions.delegate.value,
+                     choices=[delegate.value for delegate in Delegate],
                      help="cpu runs XNNPACK; gpu tries LiteRT's GPU accelerator, then a GPU "
                      "delegate library")
     run.add_argument("--fallback", default=None, choices=["cpu"],
@@ -39,12 +46,14 @@ def add_parsers(subparsers, add_common) -> None:
                      help="interpreter CPU threads (default: all cores but one, left to "
                      "capture, drawing and writing, which run beside the model)")
     run.add_argument("--output", default=None, metavar="FILE.mp4", help="write the view here")
-    run.add_argument("--view", default="overlay", choices=["overlay", "side-by-side"])
-    run.add_argument("--alpha", type=flag_type(UNIT), default=0.5, help="overlay opacity")
+    run.add_argument("--view", default=StreamOptions.view, choices=VIEWS)
+    run.add_argument("--alpha", type=flag_type(UNIT), default=StreamOptions.alpha,
+                     help="overlay opacity")
     run.add_argument("--masks", default=None, metavar="DIR",
                      help="write each frame's label ids as a PNG here")
-    run.add_argument("--resize", default="stretch", choices=["stretch", "letterbox"])
-    run.add_argument("--smooth", type=flag_type(BELOW_ONE), default=0.0,
+    run.add_argument("--resize", default=SegmenterOptions.resize.value,
+                     choices=[mode.value for mode in ResizeMode])
+    run.add_argument("--smooth", type=flag_type(BELOW_ONE), default=SegmenterOptions.smooth,
                      help="EMA weight of previous logits for video (0 = off)")
     run.add_argument("--max-frames", type=flag_type(COUNT), default=None)
     run.add_argument("--no-window", action="store_true", help="do not open a window")
@@ -52,7 +61,7 @@ def add_parsers(subparsers, add_common) -> None:
     run.add_argument("--reconnect", type=flag_type(ZERO_OR_MORE), default=5,
                      help="reconnection attempts for a camera or stream that drops")
     add_common(run)
-    run.set_defaults(handler=run_stream)
+    run.set_defaults(handler=run_stream, param_flags=RUN_FLAGS)
 
     models = subparsers.add_parser(
         "models", help="the bundled models by name, for --model NAME: input size, GFLOPs, "
@@ -105,10 +114,9 @@ def _stop_on_signals(stop, signalled):
 
 
 def run_stream(args) -> dict:
-    from fcnedge.runtime.interpreter import Delegate, default_threads
-    from fcnedge.runtime.pipeline import StopFlag, StreamOptions, stream
-    from fcnedge.runtime.preprocess import ResizeMode
-    from fcnedge.runtime.segmenter import Segmenter, SegmenterOptions
+    from fcnedge.runtime.interpreter import default_threads
+    from fcnedge.runtime.segmenter import Segmenter
+    from fcnedge.runtime.stream import StopFlag, stream
     from fcnedge.runtime.video import (check_video_target, open_source, parse_source,
                                        redact_url)
 

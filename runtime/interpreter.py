@@ -9,7 +9,6 @@ named, else (or when that finds no GPU) a GPU delegate library.
 from __future__ import annotations
 
 import ctypes
-import enum
 import importlib
 import logging
 import os
@@ -21,6 +20,7 @@ import numpy as np
 
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.graph_check import check_graph
+from fcnedge.runtime.options import Delegate
 
 log = logging.getLogger("fcnedge.runtime")
 
@@ -42,13 +42,6 @@ _BACKENDS = (("ai_edge_litert", "ai_edge_litert.interpreter"),
              ("tflite_runtime", "tflite_runtime.interpreter"),
              ("tensorflow", "tensorflow.lite"))
 
-
-class Delegate(str, enum.Enum):
-    """Where inference runs."""
-
-    CPU = "cpu"          # XNNPACK
-    GPU = "gpu"
-    EDGETPU = "edgetpu"
 
 
 class DelegateUnavailable(InputError):
@@ -236,7 +229,7 @@ def make_interpreter(model_path: str | os.PathLike, delegate: Delegate | str = D
     """
     delegate = Delegate(delegate)
     if num_threads is not None and num_threads < 1:
-        raise InputError(f"--threads: got {num_threads}, expected a positive integer")
+        raise InputError(f"got {num_threads}, expected a positive integer", "num_threads")
     num_threads = num_threads or default_threads()
     content = check_model_file(model_path)
     backend = backend or find_backend()

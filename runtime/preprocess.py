@@ -6,7 +6,6 @@ and evaluation images with `preprocess` below, exactly as the runtime does for c
 """
 from __future__ import annotations
 
-import enum
 import os
 from dataclasses import dataclass
 
@@ -15,15 +14,9 @@ import numpy as np
 
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.labels import LabelSet
+from fcnedge.runtime.options import ResizeMode
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-
-
-class ResizeMode(str, enum.Enum):
-    """How a frame is fitted to the model's input size."""
-
-    STRETCH = "stretch"      # resize both axes independently (what training does)
-    LETTERBOX = "letterbox"  # keep aspect ratio, pad the rest with black
 
 
 @dataclass(frozen=True)
@@ -59,8 +52,8 @@ def parse_size(text: str, *, name: str = "--input-size") -> tuple[int, int]:
 def check_divisible(size_hw: tuple[int, int], divisor: int = 32, *, name: str = "--input-size"):
     """Raises InputError unless both sides are multiples of `divisor` (the backbone's stride)."""
     if size_hw[0] % divisor or size_hw[1] % divisor:
-        raise InputError(f"{name}: got {size_hw[0]}x{size_hw[1]}, expected both sides to be "
-                         f"multiples of {divisor}")
+        raise InputError(f"got {size_hw[0]}x{size_hw[1]}, expected both sides to be "
+                         f"multiples of {divisor}", name)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

@@ -12,33 +12,13 @@ import numpy as np
 
 from fcnedge.runtime import adapters
 from fcnedge.runtime.errors import InputError
-from fcnedge.runtime.interpreter import Delegate, InterpreterInfo, make_interpreter
+from fcnedge.runtime.interpreter import InterpreterInfo, make_interpreter
 from fcnedge.runtime.labels import CAMVID, LabelSet, fixed_palette
-from fcnedge.runtime.preprocess import Geometry, ResizeMode, labels_to_frame, preprocess
+from fcnedge.runtime.options import SegmenterOptions
+from fcnedge.runtime.preprocess import Geometry, labels_to_frame, preprocess
 from fcnedge.runtime.tflite_metadata import read_embedded_card
 
 log = logging.getLogger("fcnedge.runtime")
-
-
-@dataclass(frozen=True)
-class SegmenterOptions:
-    """How a model is run.
-
-    smooth: weight of the previous frame's logits in an exponential moving average (0 = off);
-      steadies labels on video at the cost of lag.
-    """
-
-    delegate: Delegate = Delegate.CPU
-    num_threads: int | None = None
-    resize: ResizeMode = ResizeMode.STRETCH
-    smooth: float = 0.0
-    fallback_cpu: bool = False
-    device: str | None = None
-    delegate_path: str | None = None
-
-    def __post_init__(self):
-        if not 0.0 <= self.smooth < 1.0:
-            raise InputError(f"--smooth: got {self.smooth}, expected 0 <= weight < 1")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ import zipfile
 from pathlib import Path
 
 import flatbuffers
-import numpy as np
 from flatbuffers import number_types
 
 METADATA_BUFFER_NAME = "TFLITE_METADATA"

@@ -46,9 +46,10 @@ class Range:
                                                             and value == self.high))
 
     def check(self, value, name: str):
-        """Returns `value` when it lies in the range, else raises InputError naming `name`."""
+        """Returns `value` when it lies in the range, else raises InputError naming `name` (a
+        parameter, which the command line words as its flag, or a flag itself)."""
         if not self.contains(value):
-            raise InputError(f"{name}: got {_plain(value)}, expected {self.describe()}")
+            raise InputError(f"got {_plain(value)}, expected {self.describe()}", name)
         return value
 
 

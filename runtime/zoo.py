@@ -15,6 +15,7 @@ from pathlib import Path
 from fcnedge.runtime.errors import InputError
 
 ZOO_FILE = "zoo.json"
+DEFAULT_MODEL = "accurate"     # what `fcnedge demo` and the README's first command run
 REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
 
 

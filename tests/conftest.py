@@ -30,9 +30,25 @@ LONGEST_FIRST = ("test_bench.py", "test_training.py", "test_qat.py", "test_fault
                  "test_distributed.py", "test_models.py", "test_convert.py", "test_cli.py")
 
 
+# The slow tier (`-m slow`; `make test-fast` runs the rest, unit tests in seconds): every test
+# that trains, converts or installs (the files below, and any test using one of these
+# fixtures), and the ones on the real CamVid.
+SLOW_FILES = (*LONGEST_FIRST, "test_runtime_install.py", "test_fixture_models.py",
+              "test_metadata.py", "test_zoo.py", "test_full_disk.py")
+SLOW_FIXTURES = {"converted", "trained_run", "own_run", "benched", "camvid_root"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: trains, converts, installs or reads CamVid "
+                            "(make test-fast leaves these out)")
+
+
 def pytest_collection_modifyitems(items):
     rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+    for item in items:
+        if item.path.name in SLOW_FILES or SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
 
 
 def built_once(tmp_path_factory, name: str, build):
@@ -60,8 +76,8 @@ def built_once(tmp_path_factory, name: str, build):
 def converted(synth_data, tmp_path_factory):
     """A briefly trained run (96x128), converted to every format with verification."""
     def build():
-        from fcnedge.convert.export import Format
-        from fcnedge.convert.pipeline import ConvertOptions, convert
+        from fcnedge.convert.converter import convert
+        from fcnedge.convert.options import ConvertOptions, Format, QatConfig
         from fcnedge.train.models import ModelConfig
         from fcnedge.train.trainer import TrainConfig, train
 
@@ -72,7 +88,8 @@ def converted(synth_data, tmp_path_factory):
                      verbose=0).run_dir    # the settings the tests' thresholds were measured with
         result = convert(ConvertOptions(model=str(run), data=str(synth_data),
                                         out=str(root / "out"), formats=tuple(Format),
-                                        calib_samples=16, qat_epochs=1, qat_lr=1e-4))
+                                        calib_samples=16,
+                                        qat=QatConfig(epochs=1, learning_rate=1e-4)))
         return str(run), result
 
     run, result = built_once(tmp_path_factory, "converted", build)
@@ -86,18 +103,20 @@ def camvid_root() -> Path:
     return CAMVID
 
 
+FIXTURE_MODELS = Path(__file__).resolve().parent / "fixtures"
+FIXTURE_KINDS = ("float32", "int8", "uint8")
+
+
 @pytest.fixture(scope="session")
 def tflite_models(tmp_path_factory) -> dict:
-    """A float32, an int8 and a uint8-I/O .tflite of a small random FCN-8s (64x96 input)."""
-    from tflite_models import make_tflite
+    """A float32, an int8 and a uint8-I/O .tflite of a small random FCN-8s (64x96 input):
+    tests/fixtures' files, made by tflite_models.make_tflite (test_fixture_models checks they
+    still are), so runtime tests need no TensorFlow. Copies: a test may rewrite its model."""
+    import shutil
 
-    def build():
-        folder = tmp_path_factory.mktemp("tflite")
-        return {kind: str(make_tflite(folder / f"fcn8s_{kind}.tflite", kind))
-                for kind in ("float32", "int8", "uint8")}
-
-    return {kind: Path(path) for kind, path in
-            built_once(tmp_path_factory, "tflite_models", build).items()}
+    folder = tmp_path_factory.mktemp("tflite")
+    return {kind: Path(shutil.copy(FIXTURE_MODELS / f"fcn8s_{kind}.tflite", folder))
+            for kind in FIXTURE_KINDS}
 
 
 @pytest.fixture(scope="session")

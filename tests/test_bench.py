@@ -268,7 +268,7 @@ def test_model_card_train_command_parses_back_to_the_run_config():
     from fcnedge.benchmarks.model_card import _train_command
     from fcnedge.cli import build_parser
     from fcnedge.train.models import ModelConfig
-    from fcnedge.train.pipeline import AugmentConfig
+    from fcnedge.train.config import AugmentConfig
     from fcnedge.train.trainer import TrainConfig
 
     # Every flag the card may add, away from its default: the printed command, parsed by
@@ -292,6 +292,13 @@ def test_model_card_train_command_parses_back_to_the_run_config():
     assert (args.scale_min, args.scale_max) == (0.5, 2.0)
     assert (args.paste_classes, args.paste_prob) == ("Pole,Bicyclist", 0.25)
     assert args.init_weights == "runs/prev" and not args.no_augment and args.save_every == 3
+    # And the flags, read back the way `fcnedge train` reads them, give the very config.
+    from dataclasses import replace
+
+    from fcnedge.train.cli import config_from_args
+
+    rebuilt = config_from_args(args, args.epochs, model.num_classes)
+    assert rebuilt == replace(config, data="$CAMVID")
     # A run at the defaults prints none of the optional flags.
     plain = TrainConfig(data="data", out="runs/y", model=ModelConfig(input_hw=(96, 128)))
     command = _train_command({"model": plain.model.to_dict(), "train": plain.to_dict()})
@@ -387,3 +394,26 @@ def test_the_bundled_models_card_is_the_generators_output():
     for section in ("## Intended use", "## Data", "## Accuracy", "## Limitations", "## Speed"):
         assert section in text
     assert "held-out mIoU" in text and "../shared" not in text
+
+
+def test_every_train_flag_maps_to_a_config_field_and_back():
+    """config.TRAIN_FLAGS is the one flag <-> field map (cards, error messages): each of its
+    flags is a `fcnedge train` flag, and each field a user can set has its flag there."""
+    from dataclasses import fields
+
+    from fcnedge.cli import build_parser
+    from fcnedge.train.config import TRAIN_FLAGS, AugmentConfig, ModelConfig, TrainConfig
+
+    parser = build_parser()
+    (train,) = [action.choices["train"] for action in parser._subparsers._group_actions]
+    train_flags = {flag for action in train._actions for flag in action.option_strings}
+    mapped = {(section, field) for section, field, _ in TRAIN_FLAGS}
+    assert {flag for _, _, flag in TRAIN_FLAGS} <= train_flags
+    # Not flags: the class count comes from the data, photometric jitter is fixed.
+    unset = {("model", "num_classes"), *(("augment", name) for name in
+             ("flip", "brightness", "contrast", "saturation", "hue"))}
+    for section, config in (("model", ModelConfig), ("augment", AugmentConfig),
+                            ("train", TrainConfig)):
+        for field in fields(config):
+            if field.name not in ("model", "augment") and (section, field.name) not in unset:
+                assert (section, field.name) in mapped, (section, field.name)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fcnedge.cli import main
-from fcnedge.convert.export import Format, parse_formats
+from fcnedge.convert.options import Format, parse_formats
 from fcnedge.convert.tflite_graph import export_rule_violations, read_graph
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.interpreter import make_interpreter
@@ -98,7 +98,7 @@ BAD_CONVERT = [
     ("size not /32", ["--input-size", "100x128"], "multiples of 32"),
     ("size not HxW", ["--input-size", "big"], "--input-size: got 'big'"),
     ("uint8 io on float formats", ["--formats", "float32,float16", "--io", "uint8"],
-     "--io uint8: sets the input/output type of the integer formats"),
+     "--io: got uint8: it sets the input/output type of the integer formats"),
 ]
 
 

@@ -4,7 +4,7 @@ import json
 import cv2
 import pytest
 
-from fcnedge.benchmarks.demo import BUNDLED_MODEL, models_dir
+from fcnedge.demo import bundled_formats, models_dir
 from fcnedge.cli import main
 
 
@@ -18,7 +18,7 @@ def _frame_count(path) -> int:
 
 
 def test_bundled_model_and_card_are_in_the_box():
-    model = models_dir() / BUNDLED_MODEL
+    model = models_dir() / bundled_formats()[0]
     card = json.loads(model.with_suffix(".json").read_text())
     assert model.stat().st_size == card["size_bytes"]
     assert card["model_format"] == "int8-qat" and card["input"]["dtype"] == "int8"
@@ -70,7 +70,7 @@ def test_demo_never_replaces_a_folder_it_did_not_write(tmp_path, capsys):
 
 
 def test_bundled_card_figures_are_reproduced_by_eval(camvid_root, tmp_path, capsys):
-    model = models_dir() / BUNDLED_MODEL
+    model = models_dir() / bundled_formats()[0]
     card = json.loads(model.with_suffix(".json").read_text())
     code = main(["eval", "--model", str(model), "--data", str(camvid_root), "--split", "val",
                  "--out", str(tmp_path / "eval"), "--json", str(tmp_path / "e.json")])
@@ -91,7 +91,7 @@ def test_bundled_float_weights_reproduce_the_runs_best_val_score(camvid_root, tm
     # The bundled weights file is the run's best epoch with the optimizer slots left out.
     assert json.loads((tmp_path / "e.json").read_text())["miou"] == pytest.approx(best, abs=0.5)
     # With its prior correction (if any), it is the float model the bundled files came from.
-    card = json.loads((models_dir() / BUNDLED_MODEL).with_suffix(".json").read_text())
+    card = json.loads((models_dir() / bundled_formats()[0]).with_suffix(".json").read_text())
     code = main(["eval", "--model", str(run), "--data", str(camvid_root), "--split", "val",
                  "--out", str(tmp_path / "eval_served"), "--json", str(tmp_path / "s.json")])
     assert code == 0, capsys.readouterr().err

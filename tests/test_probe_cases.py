@@ -238,7 +238,7 @@ def test_ctrl_c_while_loading_is_one_line(monkeypatch, capsys):
 def test_convert_scratch_stays_inside_out_and_goes(tmp_path):
     import tempfile
 
-    from fcnedge.convert.pipeline import scratch_tempdir
+    from fcnedge.convert.converter import scratch_tempdir
 
     with scratch_tempdir(tmp_path / ".scratch") as folder:
         made = Path(tempfile.mkdtemp())

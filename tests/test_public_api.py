@@ -15,6 +15,9 @@ def test_the_runtime_api_imports_without_tensorflow():
               "from fcnedge.runtime import (Segmenter, SegmenterOptions, Segmentation, Delegate,\n"
               "                             InputError, LabelSet, CAMVID, dataset_labels)\n"
               "import fcnedge.train, fcnedge.convert\n"
+              # Every option, default and choice list: read by --help before TensorFlow.
+              "import fcnedge.train.config, fcnedge.convert.options, fcnedge.runtime.options\n"
+              "import fcnedge.cli; fcnedge.cli.build_parser()\n"
               "print('tensorflow' in sys.modules, Delegate('cpu').value)\n")
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                                timeout=120, cwd=REPO)
@@ -23,9 +26,9 @@ def test_the_runtime_api_imports_without_tensorflow():
 
 
 @pytest.mark.parametrize("package, names", [
-    ("fcnedge.train", ["AugmentConfig", "ModelConfig", "TrainConfig", "build_fcn",
-                       "load_trained_model", "train"]),
-    ("fcnedge.convert", ["ConvertOptions", "Format", "convert"]),
+    ("fcnedge.train", ["AugmentConfig", "ModelConfig", "TrainConfig", "TrainedModel",
+                       "build_fcn", "load_trained_model", "train"]),
+    ("fcnedge.convert", ["ConvertOptions", "Format", "QatConfig", "convert"]),
 ])
 def test_training_and_conversion_entry_points_resolve(package, names):
     import importlib
@@ -50,7 +53,7 @@ def _imported_modules(path):
 @pytest.mark.parametrize("part", PARTS)
 def test_no_part_imports_the_command_line_above_it(part):
     offenders = [str(path.relative_to(REPO)) for path in sorted((REPO / part).glob("*.py"))
-                 if "fcnedge.cli" in set(_imported_modules(path))]
+                 if {"fcnedge.cli", "fcnedge.demo"} & set(_imported_modules(path))]
     assert offenders == []
 
 

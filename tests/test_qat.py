@@ -2,11 +2,12 @@
 import numpy as np
 import pytest
 
-from fcnedge.convert.export import Format, to_tflite
+from fcnedge.convert.export import to_tflite
+from fcnedge.convert.options import Format
 from fcnedge.convert.tflite_graph import export_rule_violations, read_graph
 from fcnedge.runtime.labels import CAMVID
 from fcnedge.train.data import SplitArrays
-from fcnedge.train.pipeline import AugmentConfig
+from fcnedge.train.config import AugmentConfig
 
 tfmot = pytest.importorskip("tensorflow_model_optimization")
 
@@ -82,7 +83,8 @@ def test_qat_graph_exports_as_pure_integer(decoder):
 
 
 def test_fine_tune_changes_weights_keeps_bn_frozen_and_stays_quantized(synth_data, monkeypatch):
-    from fcnedge.convert.qat import QatConfig, fine_tune, is_fake_quantized
+    from fcnedge.convert.options import QatConfig
+    from fcnedge.convert.qat import fine_tune, is_fake_quantized
     from fcnedge.train.data import find_pairs, load_split
 
     from fcnedge.train.losses import masked_weighted_crossentropy
@@ -96,7 +98,7 @@ def test_fine_tune_changes_weights_keeps_bn_frozen_and_stays_quantized(synth_dat
     model.compile("adam", masked_weighted_crossentropy(None, CAMVID.num_classes))
     model.fit(train.images.astype(np.float32), train.masks, batch_size=4, epochs=3, verbose=0)
     # The run's augmentation, copy-paste included, is what QAT fine-tunes with.
-    import fcnedge.train.pipeline as pipeline
+    import fcnedge.train.input_pipeline as pipeline
 
     pasted_with = []
     real_train_dataset = pipeline.train_dataset
@@ -138,7 +140,8 @@ def test_calibrated_qat_model_agrees_with_float_before_fine_tuning(converted, sy
     from fcnedge.train.weights import load_trained_model
 
     run, _ = converted
-    model, config, labels, _ = load_trained_model(run)
+    trained = load_trained_model(run)
+    model, config, labels = trained.model, trained.config, trained.labels
     images = load_split(find_pairs(synth_data, "val"), config.input_hw,
                         labels).images.astype(np.float32)
     qat = quantize_for_training(model)
@@ -217,7 +220,8 @@ def test_folding_batchnorm_keeps_the_outputs():
 
 
 def test_per_tensor_qat_exports_one_scale_per_kernel_and_fuses_relu(synth_data):
-    from fcnedge.convert.qat import QatConfig, fine_tune, is_fake_quantized
+    from fcnedge.convert.options import QatConfig
+    from fcnedge.convert.qat import fine_tune, is_fake_quantized
     from fcnedge.train.data import find_pairs, load_split
     from fcnedge.train.tfcompat import keras
 
@@ -241,19 +245,19 @@ def test_per_tensor_qat_exports_one_scale_per_kernel_and_fuses_relu(synth_data):
 
 
 def test_per_tensor_qat_cannot_train_batchnorm():
-    from fcnedge.convert.pipeline import ConvertOptions
+    from fcnedge.convert.options import ConvertOptions, QatConfig
     from fcnedge.runtime.errors import InputError
 
-    with pytest.raises(InputError, match="--qat-train-bn: per-tensor int8-qat folds BatchNorm"):
+    with pytest.raises(InputError, match="qat_train_bn: per-tensor int8-qat folds BatchNorm"):
         ConvertOptions(model="m", data="d", out="o", formats=(Format.INT8_QAT,), per_tensor=True,
-                       qat_freeze_bn=False)
+                       qat=QatConfig(freeze_bn=False))
     ConvertOptions(model="m", data="d", out="o", formats=(Format.INT8_QAT,), per_tensor=True)
 
 
-@pytest.mark.parametrize("kwargs, message", [({"epochs": 0}, "QAT epochs: got 0"),
-                                             ({"learning_rate": 0.0}, "QAT learning rate")])
+@pytest.mark.parametrize("kwargs, message", [({"epochs": 0}, "qat_epochs: got 0"),
+                                             ({"learning_rate": 0.0}, "qat_learning_rate: got 0")])
 def test_a_bad_qat_config_is_bad_input(kwargs, message):
-    from fcnedge.convert.qat import QatConfig
+    from fcnedge.convert.options import QatConfig
     from fcnedge.runtime.errors import InputError
 
     with pytest.raises(InputError, match=message):

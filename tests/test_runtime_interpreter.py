@@ -196,5 +196,5 @@ def test_bad_frames_are_refused(tflite_models):
 
 
 def test_threads_must_be_positive(tflite_models):
-    with pytest.raises(InputError, match="--threads"):
+    with pytest.raises(InputError, match="num_threads: got 0"):
         make_interpreter(tflite_models["float32"], num_threads=0)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fcnedge.runtime.errors import InputError
-from fcnedge.runtime.pipeline import StreamOptions, stream
+from fcnedge.runtime.stream import StreamOptions, stream
 from fcnedge.runtime.segmenter import Segmenter
 from fcnedge.runtime.video import (ImageSequence, LiveSource, VideoFile, open_source,
                                    parse_source)
@@ -190,7 +190,7 @@ def test_a_signal_sets_the_stop_flag_and_a_second_ctrl_c_quits_at_once(monkeypat
     import os
 
     from fcnedge.runtime.cli import _stop_on_signals
-    from fcnedge.runtime.pipeline import StopFlag
+    from fcnedge.runtime.stream import StopFlag
 
     exits = []
     monkeypatch.setattr(os, "_exit", exits.append)
@@ -216,7 +216,7 @@ def test_runtime_path_never_imports_tensorflow(tflite_models, street_video, tmp_
         f"code = main(['run', '--no-window', '--model', {str(tflite_models['int8'])!r}, "
         f"'--source', {str(street_video)!r}, '--max-frames', '5', '--output', "
         f"{str(tmp_path / 'o.mp4')!r}])\n"
-        "import fcnedge.runtime.segmenter, fcnedge.runtime.pipeline\n"
+        "import fcnedge.runtime.segmenter, fcnedge.runtime.stream\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('tensorflow', 'tf_keras', 'keras', 'tensorflow_model_optimization'))\n"
         "print('CODE', code, 'TF', bad)\n")

@@ -7,7 +7,7 @@ import pytest
 
 from fcnedge.runtime.errors import InputError
 from fcnedge.train.models import ModelConfig
-from fcnedge.train.pipeline import AugmentConfig
+from fcnedge.train.config import AugmentConfig
 from fcnedge.train.tfcompat import keras
 from fcnedge.train.optimizer import WarmupDecay
 from fcnedge.train.trainer import TrainConfig, train
@@ -70,9 +70,12 @@ def test_best_weights_reproduce_the_best_val_score(trained_run, synth_data):
     from fcnedge.train.data import find_pairs, load_split
     from fcnedge.train.evaluate import evaluate_predictor, keras_predictor
 
-    model, config, labels, _ = load_trained_model(trained_run.run_dir)
-    arrays = load_split(find_pairs(synth_data, "val"), config.input_hw, CAMVID)
-    scores = evaluate_predictor(keras_predictor(model), arrays.images, arrays.full_masks, labels)
+    trained = load_trained_model(trained_run.run_dir)
+    assert trained.weights == trained_run.run_dir / "best.weights.h5"
+    assert trained.trained_hw == trained.config.input_hw and trained.prior_correction is None
+    arrays = load_split(find_pairs(synth_data, "val"), trained.config.input_hw, CAMVID)
+    scores = evaluate_predictor(keras_predictor(trained.model), arrays.images, arrays.full_masks,
+                                trained.labels)
     assert 100 * scores.mean_iou == pytest.approx(trained_run.best_miou, abs=0.01)
 
 
@@ -84,13 +87,14 @@ def test_epoch_snapshots_hold_the_weights_of_their_epoch(trained_run, synth_data
     snapshots = trained_run.run_dir / "epochs"
     assert sorted(path.name for path in snapshots.iterdir()) == [
         "epoch_005.weights.h5", "epoch_010.weights.h5"]
-    model, config, _, info = load_trained_model(snapshots / "epoch_010.weights.h5")
-    assert info["weights"].endswith("epoch_010.weights.h5")
-    arrays = load_split(find_pairs(synth_data, "val"), config.input_hw, CAMVID)
-    scores = evaluate_predictor(keras_predictor(model), arrays.images, arrays.full_masks, CAMVID)
+    trained = load_trained_model(snapshots / "epoch_010.weights.h5")
+    assert trained.weights.name == "epoch_010.weights.h5"
+    arrays = load_split(find_pairs(synth_data, "val"), trained.config.input_hw, CAMVID)
+    scores = evaluate_predictor(keras_predictor(trained.model), arrays.images, arrays.full_masks,
+                                CAMVID)
     # Epoch 10's own val score, as training recorded it (the scores of epochs 5 and 14 differ).
     assert 100 * scores.mean_iou == pytest.approx(trained_run.history[9]["val_miou"], abs=0.01)
-    with pytest.raises(InputError, match="--save-every"):
+    with pytest.raises(InputError, match="save_every: got -1"):
         small_config(synth_data, "unused", save_every=-1)
 
 
@@ -179,7 +183,7 @@ def test_lovasz_loss_run_is_recorded_and_continues_a_run(trained_run, synth_data
     assert stored["train"]["loss"] == "ce+lovasz"
     assert lovasz.history[0]["loss"] > plain.history[0]["loss"] + 0.05
     assert lovasz.best_miou == pytest.approx(plain.best_miou, abs=1.0)
-    with pytest.raises(InputError, match="--loss: got 'dice'"):
+    with pytest.raises(InputError, match="loss: got 'dice'"):
         small_config(synth_data, tmp_path / "bad", loss="dice")
 
 
@@ -268,7 +272,7 @@ def test_multi_worker_needs_tf_config(synth_data, tmp_path, monkeypatch):
 
 
 def test_augmentation_keeps_image_and_mask_aligned():
-    from fcnedge.train.pipeline import augment_pair
+    from fcnedge.train.input_pipeline import augment_pair
 
     image = np.zeros((32, 48, 3), np.uint8)
     mask = np.zeros((32, 48), np.uint8)
@@ -287,7 +291,7 @@ def test_augmentation_keeps_image_and_mask_aligned():
 
 
 def test_paste_objects_moves_only_the_chosen_classes_by_the_shift():
-    from fcnedge.train.pipeline import paste_objects
+    from fcnedge.train.input_pipeline import paste_objects
 
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (3, 6, 8, 3)).astype(np.float32)
@@ -316,7 +320,7 @@ def test_paste_objects_moves_only_the_chosen_classes_by_the_shift():
 
 
 def test_random_paste_adds_rare_pixels_and_keeps_pixels_with_their_labels():
-    from fcnedge.train.pipeline import random_paste
+    from fcnedge.train.input_pipeline import random_paste
 
     # Pole (2) is a bright column in each image; everything else is dark road (3).
     images = np.zeros((4, 16, 32, 3), np.float32)
@@ -344,16 +348,16 @@ def test_paste_config_names_round_trip_and_errors(synth_data, tmp_path):
     # run.json stores the tuple as a JSON list; reading it back gives an equal config.
     stored = json.loads(json.dumps(config.to_dict()))
     assert TrainConfig.from_dict(stored) == config
-    with pytest.raises(InputError, match="--paste-prob: got 1.5"):
+    with pytest.raises(InputError, match="paste_probability: got 1.5"):
         AugmentConfig(paste_probability=1.5)
     bad = small_config(synth_data, tmp_path / "bad", augment=AugmentConfig(paste_classes=("Pol",)))
-    with pytest.raises(InputError, match="--paste-classes: unknown class Pol"):
+    with pytest.raises(InputError, match="paste_classes: unknown class Pol"):
         train(bad, verbose=0)
     assert not (tmp_path / "bad").exists()      # refused before --out was touched
 
 
 def test_train_dataset_pastes_between_images_of_a_batch():
-    from fcnedge.train.pipeline import train_dataset
+    from fcnedge.train.input_pipeline import train_dataset
 
     # Image 0 has a Pedestrian (9) column, the others none: with pasting on, other images
     # receive Pedestrian pixels; with the class not chosen, none ever do.
@@ -377,7 +381,7 @@ def test_train_dataset_pastes_between_images_of_a_batch():
 
 
 def test_train_dataset_is_endless_full_batches_of_every_image():
-    from fcnedge.train.pipeline import train_dataset
+    from fcnedge.train.input_pipeline import train_dataset
 
     # Three images, batch 2: an endless stream of full batches that crosses epoch boundaries,
     # so the odd image is not dropped and a batch larger than the split still works.

@@ -1,11 +1,11 @@
 """Training: data readers, the synthetic scene generator, FCN models, class-balanced training, eval.
 
-Importing this package does not import TensorFlow; the modules that need it (pipeline, models,
-losses, trainer, evaluate) import it themselves.
+Importing this package does not import TensorFlow; the modules that need it (input_pipeline,
+models, losses, trainer, evaluate) import it themselves.
 
 The public API: `from fcnedge.train import train, TrainConfig, ModelConfig, AugmentConfig,
-load_trained_model, build_fcn`; the configs never import TensorFlow, the others only when
-first used.
+load_trained_model, TrainedModel, build_fcn`; the configs never import TensorFlow, the
+others only when first used.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ _EXPORTS = {
     "train": "trainer",
     "TrainConfig": "config",
     "load_trained_model": "weights",
+    "TrainedModel": "weights",
     "ModelConfig": "config",
     "build_fcn": "models",
     "AugmentConfig": "config",

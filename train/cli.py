@@ -13,7 +13,7 @@ from fcnedge.runtime.preprocess import parse_size
 from fcnedge.train.config import (ARCH_STRIDES, CLASS_WEIGHTINGS, CONTEXTS, DECODERS,
                                   DEFAULT_INPUT_SIZE, KEEP_CHOICES, LOSSES, OPTIMIZERS, SCHEDULES,
                                   SKIP_LAYERS, STRATEGIES, AugmentConfig, ModelConfig,
-                                  TrainConfig, default_fc_units)
+                                  TRAIN_FLAGS, TrainConfig, default_fc_units, flags_of)
 from fcnedge.train.splits import parse_names
 from fcnedge.runtime.validate import (COUNT, BELOW_ONE, FRAME_RATE, NON_NEGATIVE, POSITIVE, UNIT,
                                       ZERO_OR_MORE, flag_type)
@@ -178,7 +178,7 @@ def add_parsers(subparsers, add_common) -> None:
     train.add_argument("--quiet", action="store_true",
                        help="no Keras progress bar or per-epoch line: one line per epoch")
     add_common(train)
-    train.set_defaults(handler=run_train)
+    train.set_defaults(handler=run_train, param_flags=flags_of(TRAIN_FLAGS))
 
 
 def run_data_camvid(args) -> dict:
@@ -268,10 +268,21 @@ def run_train(args) -> dict:
     # re-plan an 8-epoch run's cosine schedule over 40.
     epochs = args.epochs if args.epochs is not None else (
         resumed_epochs(args.out) if args.resume else TrainConfig.epochs)
-    input_hw = parse_size(args.input_size or DEFAULT_INPUT_SIZE[args.backbone])
     labels = dataset_labels(args.data, args.classes) if not args.resume else CAMVID
+    config = config_from_args(args, epochs, labels.num_classes)
+    result = train(config, resume=args.resume, overwrite=args.overwrite, labels=labels,
+                   verbose=0 if args.quiet else 1)
+    log.info("best val mIoU %.2f%% at epoch %d; run in %s", result.best_miou, result.best_epoch,
+             result.run_dir)
+    return {"run_dir": str(result.run_dir), "best_epoch": result.best_epoch,
+            "best_val_miou": result.best_miou, "epochs": len(result.history)}
+
+
+def config_from_args(args, epochs: int, num_classes: int) -> TrainConfig:
+    """The TrainConfig that `fcnedge train`'s flags stand for (see config.TRAIN_FLAGS)."""
+    input_hw = parse_size(args.input_size or DEFAULT_INPUT_SIZE[args.backbone])
     model = ModelConfig(arch=args.arch, backbone=args.backbone, input_hw=input_hw,
-                        num_classes=labels.num_classes,
+                        num_classes=num_classes,
                         alpha=args.alpha, decoder=args.decoder,
                         context=args.context, context_units=args.context_units,
                         fc_units=default_fc_units(args.backbone) if args.fc_units is None
@@ -279,7 +290,7 @@ def run_train(args) -> dict:
     if args.scale_min <= 0 or args.scale_max < args.scale_min:
         raise InputError(f"--scale-min/--scale-max: got {args.scale_min}..{args.scale_max}, "
                          "expected 0 < min <= max")
-    config = TrainConfig(
+    return TrainConfig(
         data=args.data, out=args.out, model=model, epochs=epochs,
         batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.lr,
         weight_decay=args.weight_decay, schedule=args.schedule,
@@ -299,9 +310,3 @@ def run_train(args) -> dict:
         val_drives=parse_names(args.val_drives, "--val-drives"), keep=args.keep,
         limit_train=args.limit_train,
         limit_val=args.limit_val, threads=args.threads)
-    result = train(config, resume=args.resume, overwrite=args.overwrite, labels=labels,
-                   verbose=0 if args.quiet else 1)
-    log.info("best val mIoU %.2f%% at epoch %d; run in %s", result.best_miou, result.best_epoch,
-             result.run_dir)
-    return {"run_dir": str(result.run_dir), "best_epoch": result.best_epoch,
-            "best_val_miou": result.best_miou, "epochs": len(result.history)}

@@ -67,25 +67,25 @@ class ModelConfig:
 
     def __post_init__(self):
         if self.arch not in ARCH_STRIDES:
-            raise InputError(f"--arch: got {self.arch!r}, expected one of {', '.join(ARCH_STRIDES)}")
+            raise InputError(f"got {self.arch!r}, expected one of {', '.join(ARCH_STRIDES)}", "arch")
         if self.backbone not in SKIP_LAYERS:
-            raise InputError(f"--backbone: got {self.backbone!r}, expected one of "
-                             f"{', '.join(SKIP_LAYERS)}")
+            raise InputError(f"got {self.backbone!r}, expected one of {', '.join(SKIP_LAYERS)}",
+                             "backbone")
         if self.decoder not in DECODERS:
-            raise InputError(f"--decoder: got {self.decoder!r}, expected one of "
-                             f"{', '.join(DECODERS)}")
+            raise InputError(f"got {self.decoder!r}, expected one of {', '.join(DECODERS)}",
+                             "decoder")
         if self.context not in CONTEXTS:
-            raise InputError(f"--context: got {self.context!r}, expected one of "
-                             f"{', '.join(CONTEXTS)}")
-        POSITIVE.check(self.context_units, "--context-units")
-        check_divisible(self.input_hw, 32)
+            raise InputError(f"got {self.context!r}, expected one of {', '.join(CONTEXTS)}",
+                             "context")
+        POSITIVE.check(self.context_units, "context_units")
+        check_divisible(self.input_hw, 32, name="input_hw")
         if not (POSITIVE.contains(self.alpha) and self.alpha <= 1.4):
-            raise InputError(f"--alpha: got {self.alpha}, expected a width in (0, 1.4]")
+            raise InputError(f"got {self.alpha}, expected a width in (0, 1.4]", "alpha")
         if self.num_classes < 2:
-            raise InputError(f"num_classes: got {self.num_classes}, expected at least 2")
-        BELOW_ONE.check(self.bn_momentum, "--bn-momentum")
-        BELOW_ONE.check(self.dropout, "--dropout")
-        ZERO_OR_MORE.check(self.fc_units, "--fc-units")
+            raise InputError(f"got {self.num_classes}, expected at least 2", "num_classes")
+        BELOW_ONE.check(self.bn_momentum, "bn_momentum")
+        BELOW_ONE.check(self.dropout, "dropout")
+        ZERO_OR_MORE.check(self.fc_units, "fc_units")
 
     @property
     def name(self) -> str:
@@ -132,17 +132,17 @@ class AugmentConfig:
     def __post_init__(self):
         # A run.json stores the tuple as a list; keep the config hashable and comparable.
         object.__setattr__(self, "paste_classes", tuple(self.paste_classes))
-        UNIT.check(self.camera_jitter, "--camera-jitter")
-        UNIT.check(self.paste_probability, "--paste-prob")
-        POSITIVE.check(self.scale_min, "--scale-min")
-        POSITIVE.check(self.scale_max, "--scale-max")
+        UNIT.check(self.camera_jitter, "camera_jitter")
+        UNIT.check(self.paste_probability, "paste_probability")
+        POSITIVE.check(self.scale_min, "scale_min")
+        POSITIVE.check(self.scale_max, "scale_max")
 
     def paste_ids(self, names: tuple[str, ...] | list[str]) -> tuple[int, ...]:
         """The label ids of `paste_classes` in a label set's `names`; unknown names are an error."""
         unknown = [name for name in self.paste_classes if name not in names]
         if unknown:
-            raise InputError(f"--paste-classes: unknown class {', '.join(unknown)}; expected "
-                             f"names from {', '.join(names)}")
+            raise InputError(f"unknown class {', '.join(unknown)}; expected names from "
+                             f"{', '.join(names)}", "paste_classes")
         return tuple(names.index(name) for name in self.paste_classes)
 
 
@@ -188,30 +188,30 @@ class TrainConfig:
     threads: int | None = None
 
     def __post_init__(self):
-        checks = ((self.optimizer, OPTIMIZERS, "--optimizer"), (self.schedule, SCHEDULES, "--schedule"),
-                  (self.class_weights, CLASS_WEIGHTINGS, "--class-weights"),
-                  (self.loss, LOSSES, "--loss"),
-                  (self.strategy, STRATEGIES, "--strategy"), (self.keep, KEEP_CHOICES, "--keep"))
-        for value, allowed, flag in checks:
+        checks = ((self.optimizer, OPTIMIZERS, "optimizer"), (self.schedule, SCHEDULES, "schedule"),
+                  (self.class_weights, CLASS_WEIGHTINGS, "class_weights"),
+                  (self.loss, LOSSES, "loss"),
+                  (self.strategy, STRATEGIES, "strategy"), (self.keep, KEEP_CHOICES, "keep"))
+        for value, allowed, param in checks:
             if value not in allowed:
-                raise InputError(f"{flag}: got {value!r}, expected one of {', '.join(allowed)}")
-        for value, flag in ((self.epochs, "--epochs"), (self.batch_size, "--batch-size"),
-                            (self.val_every, "--val-every")):
+                raise InputError(f"got {value!r}, expected one of {', '.join(allowed)}", param)
+        for value, param in ((self.epochs, "epochs"), (self.batch_size, "batch_size"),
+                             (self.val_every, "val_every")):
             if value < 1:
-                raise InputError(f"{flag}: got {value}, expected a positive integer")
+                raise InputError(f"got {value}, expected a positive integer", param)
         if self.save_every < 0:
-            raise InputError(f"--save-every: got {self.save_every}, expected 0 (off) or a "
-                             "positive number of epochs")
-        POSITIVE.check(self.learning_rate, "--lr")
-        NON_NEGATIVE.check(self.weight_decay, "--weight-decay")
-        NON_NEGATIVE.check(self.warmup_epochs, "--warmup-epochs")
-        ZERO_OR_MORE.check(self.seed, "--seed")
-        for value, flag in ((self.threads, "--threads"), (self.limit_train, "--limit-train"),
-                            (self.limit_val, "--limit-val")):
-            check_optional(value, COUNT, flag)
+            raise InputError(f"got {self.save_every}, expected 0 (off) or a positive number of "
+                             "epochs", "save_every")
+        POSITIVE.check(self.learning_rate, "learning_rate")
+        NON_NEGATIVE.check(self.weight_decay, "weight_decay")
+        NON_NEGATIVE.check(self.warmup_epochs, "warmup_epochs")
+        ZERO_OR_MORE.check(self.seed, "seed")
+        for value, param in ((self.threads, "threads"), (self.limit_train, "limit_train"),
+                             (self.limit_val, "limit_val")):
+            check_optional(value, COUNT, param)
         if not 0 < self.class_weight_power <= 1:
-            raise InputError(f"--class-weight-power: got {self.class_weight_power}, expected a "
-                             "number in (0, 1]")
+            raise InputError(f"got {self.class_weight_power}, expected a number in (0, 1]",
+                             "class_weight_power")
         if self.class_weights == "none":
             # Nothing to temper: recorded as untempered, so the default power (the recipe's
             # 0.5, for median-freq) does not make an unweighted config invalid.
@@ -236,3 +236,38 @@ class TrainConfig:
                 data[name] = tuple(data[name])
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+# The `fcnedge train` flag that sets each config field, as (section, field, flag): the one map
+# the command line's error messages, the model cards' command lines and the tests read. The
+# order is the order a card's command shows them in.
+TRAIN_FLAGS = (
+    ("train", "data", "--data"), ("train", "out", "--out"),
+    ("model", "arch", "--arch"), ("model", "backbone", "--backbone"),
+    ("model", "alpha", "--alpha"), ("model", "input_hw", "--input-size"),
+    ("train", "epochs", "--epochs"), ("train", "batch_size", "--batch-size"),
+    ("train", "val_every", "--val-every"), ("train", "class_weights", "--class-weights"),
+    ("train", "class_weight_power", "--class-weight-power"), ("train", "loss", "--loss"),
+    ("train", "learning_rate", "--lr"), ("train", "warmup_epochs", "--warmup-epochs"),
+    ("train", "optimizer", "--optimizer"), ("train", "weight_decay", "--weight-decay"),
+    ("train", "schedule", "--schedule"), ("model", "decoder", "--decoder"),
+    ("model", "context", "--context"), ("model", "context_units", "--context-units"),
+    ("model", "bn_momentum", "--bn-momentum"), ("model", "dropout", "--dropout"),
+    ("model", "fc_units", "--fc-units"),
+    ("augment", "scale_min", "--scale-min"), ("augment", "scale_max", "--scale-max"),
+    ("augment", "paste_classes", "--paste-classes"),
+    ("augment", "paste_probability", "--paste-prob"),
+    ("augment", "camera_jitter", "--camera-jitter"), ("augment", "enabled", "--no-augment"),
+    ("train", "train_splits", "--train-splits"), ("train", "val_splits", "--val-splits"),
+    ("train", "val_drives", "--val-drives"), ("train", "keep", "--keep"),
+    ("train", "seed", "--seed"), ("train", "save_every", "--save-every"),
+    ("train", "backbone_weights", "--backbone-weights"),
+    ("train", "init_weights", "--init-weights"), ("train", "strategy", "--strategy"),
+    ("train", "limit_train", "--limit-train"), ("train", "limit_val", "--limit-val"),
+    ("train", "threads", "--threads"),
+)
+
+
+def flags_of(table) -> dict[str, str]:
+    """parameter -> flag, for InputError.param (see runtime.errors.flag_message)."""
+    return {field: flag for _, field, flag in table}

@@ -195,3 +195,54 @@ def format_sweep_table(scores: dict[float, SegmentationScores], chosen: float,
                   if data["per_class_iou"][name] is not None else "" for name in classes]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+DEFAULT_TAUS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
+
+
+def correct_prior(run: str | os.PathLike, data: str, split: str = "train",
+                  taus: Sequence[float] = DEFAULT_TAUS, limit: int | None = None,
+                  batch_size: int = 8, classes: str | None = None, progress=None) -> dict:
+    """`fcnedge correct-prior`: sweeps tau on a split, stores the best in the run (PRIOR_FILE
+    and a table, prior_correction.md); returns the sweep, with its text as "table"."""
+    from fcnedge.runtime.fileio import write_text_atomic
+    from fcnedge.runtime.labels import check_data_labels
+    from fcnedge.runtime.validate import COUNT
+    from fcnedge.train.data import find_pairs, load_split
+    from fcnedge.train.evaluate import keras_logits
+    from fcnedge.train.run_folder import RUN_FILE
+    from fcnedge.train.weights import load_trained_model
+
+    COUNT.check(batch_size, "batch_size")
+    if not taus or not all(np.isfinite(tau) for tau in taus):
+        raise InputError(f"got {list(taus)}, expected finite numbers such as 0,0.5,1", "taus")
+    run_dir = Path(run)
+    if not run_dir.is_dir():
+        raise InputError(f"--model {run_dir}: expected a run folder (the prior correction is "
+                         "stored in it, beside the weights it corrects)")
+    trained = load_trained_model(run_dir, prior_correction=False)
+    labels, config = trained.labels, trained.config
+    check_data_labels(labels, data, classes)
+    log_weights = log_class_weights(trained.run, labels.num_classes, str(run_dir / RUN_FILE))
+    pairs = find_pairs(data, split, limit)
+    arrays = load_split(pairs, config.input_hw, labels)
+    scores = sweep_prior_correction(keras_logits(trained.model), arrays.images,
+                                    arrays.full_masks, labels, log_weights, tuple(taus),
+                                    batch_size, progress=progress)
+    tau = choose_tau(scores)
+    correction = PriorCorrection(
+        tau=tau, log_class_weights=tuple(round(float(v), 6) for v in log_weights),
+        weights_file=trained.weights.name, weights_sha256=file_sha256(trained.weights),
+        split=split, images=len(pairs))
+    # The classes the weights favour most are the ones the correction moves most.
+    rare = [labels.class_names[i] for i in sorted(np.argsort(log_weights)[-4:])]
+    title = (f"{config.name}: prior correction on {split} ({len(pairs)} images); "
+             f"tau {tau:g} chosen by mIoU")
+    text = f"{title}\n\n{format_sweep_table(scores, tau, rare)}"
+    write_prior_correction(run_dir, correction, scores)
+    write_text_atomic(run_dir / "prior_correction.md", f"{text}\n")
+    log.info("wrote %s; eval, convert and bench now apply it", run_dir / PRIOR_FILE)
+    return {"model": str(run_dir), "split": split, "images": len(pairs), "tau": tau,
+            "miou_uncorrected": scores[0.0].to_dict()["miou"] if 0.0 in scores else None,
+            "miou": scores[tau].to_dict()["miou"],
+            "sweep": [{"tau": t, **scores[t].to_dict()} for t in taus], "table": text}

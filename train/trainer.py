@@ -37,7 +37,7 @@ from fcnedge.train.config import TrainConfig
 from fcnedge.train.losses import segmentation_loss
 from fcnedge.train.models import build_fcn
 from fcnedge.train.optimizer import make_optimizer, make_schedule
-from fcnedge.train.pipeline import train_dataset
+from fcnedge.train.input_pipeline import train_dataset
 from fcnedge.train.run_folder import (BEST_WEIGHTS, EPOCHS_DIR, HISTORY_FILE, INIT_FOLDER,
                                       LAST_WEIGHTS, RUN_FILE, epoch_weights_name, read_history,
                                       read_json, remove_leftovers)

@@ -97,8 +97,8 @@ def _load_coarser_fcn(model, model_config: ModelConfig, path: Path,
                       source_config: ModelConfig) -> None:
     # As trained: a prior correction belongs to the source's last score layer, which in the
     # finer FCN is no longer last.
-    source_model, *_ = load_trained_model(path, input_hw=model_config.input_hw,
-                                          prior_correction=False)
+    source_model = load_trained_model(path, input_hw=model_config.input_hw,
+                                      prior_correction=False).model
     copied = copy_coarser_fcn_weights(source_model, source_config.arch, model,
                                       model_config.arch)
     log.info("initialised %d layers from the %s in %s; the %s's finer skips start at zero",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fcnedge.runtime.errors import InputError
@@ -42,8 +42,25 @@ def save_model_weights(model, path: Path) -> None:
                     source.copy(source[key], slim, name=key)
 
 
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained run loaded as a Keras model, with what its run folder says about it."""
+
+    model: object                  # the Keras model, built at `config.input_hw`
+    config: ModelConfig            # the graph as built (another input size when asked for)
+    labels: LabelSet
+    run: dict                      # the run's run.json
+    weights: Path                  # the weights file loaded
+    prior_correction: dict | None  # the correction folded into the logits, if any
+
+    @property
+    def trained_hw(self) -> tuple[int, int]:
+        """The input size the run trained at (config.input_hw may be an export size)."""
+        return ModelConfig.from_dict(self.run["model"]).input_hw
+
+
 def load_trained_model(path: str | os.PathLike, input_hw: tuple[int, int] | None = None,
-                       prior_correction: bool = True):
+                       prior_correction: bool = True) -> TrainedModel:
     """Loads a trained Keras FCN from a run dir (best weights first) or a weights file in one
     (or in its epochs/ folder).
 
@@ -53,8 +70,7 @@ def load_trained_model(path: str | os.PathLike, input_hw: tuple[int, int] | None
         as trained.
 
     Returns:
-      (model, ModelConfig, LabelSet, run info dict); the info also names the weights file
-      loaded ("weights") and the applied correction ("prior_correction", None if none).
+      a TrainedModel.
     """
     path = Path(path)
     if path.is_dir():
@@ -86,6 +102,5 @@ def load_trained_model(path: str | os.PathLike, input_hw: tuple[int, int] | None
         fold_logit_shift(model, config.arch, correction.logit_shift)
         log.info("applied the prior correction of %s (tau %g)", run_dir / PRIOR_FILE,
                  correction.tau)
-    info = {**info, "weights": str(weights),
-            "prior_correction": correction.to_dict() if correction else None}
-    return model, config, labels, info
+    return TrainedModel(model=model, config=config, labels=labels, run=info, weights=Path(weights),
+                        prior_correction=correction.to_dict() if correction else None)

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fcnedge.convert.export import INTEGER_FORMATS, Format, to_tflite
+from fcnedge.convert.export import to_tflite
 from fcnedge.convert.metadata import with_metadata
+from fcnedge.convert.options import INTEGER_FORMATS, ConvertOptions, Format
 from fcnedge.convert.tflite_graph import export_rule_violations, read_graph
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.fileio import (atomic_path, prepare_output_folder, write_bytes_atomic,
@@ -32,49 +33,6 @@ SCRATCH_FOLDER = ".scratch"       # in --out, while converting
 log = logging.getLogger("fcnedge.convert")
 
 
-@dataclass(frozen=True)
-class ConvertOptions:
-    model: str
-    data: str
-    out: str
-    formats: tuple[Format, ...] = (Format.FLOAT32, Format.INT8_PTQ)
-    calib_samples: int = 64
-    io_type: str = "int8"
-    verify: bool = True
-    val_split: str = "val"
-    limit_val: int | None = None
-    max_drop: float | None = None
-    overwrite: bool = False
-    edgetpu: bool = False
-    seed: int = 0
-    qat_epochs: int = 3
-    qat_lr: float = 2e-5
-    qat_freeze_bn: bool = True
-    qat_batch_size: int = 8
-    limit_train: int | None = None
-    input_hw: tuple[int, int] | None = None     # None: the size the model was trained at
-    per_tensor: bool = False    # int8 formats: one weight scale per tensor, not per channel
-    classes: str | None = None  # the data's classes file (default: DATA/classes.json if any)
-
-    def __post_init__(self):
-        if self.io_type != "int8" and not any(fmt in INTEGER_FORMATS for fmt in self.formats):
-            raise InputError(f"--io {self.io_type}: sets the input/output type of the integer "
-                             f"formats (int8-ptq, int8-qat), and --formats has none "
-                             f"({', '.join(fmt.value for fmt in self.formats)})")
-        if self.per_tensor and not self.qat_freeze_bn and Format.INT8_QAT in self.formats:
-            raise InputError("--qat-train-bn: per-tensor int8-qat folds BatchNorm into the "
-                             "convolutions before fine-tuning, so there is none left to train; "
-                             "drop --qat-train-bn or --per-tensor")
-        if self.qat_epochs < 1:
-            raise InputError(f"--qat-epochs: got {self.qat_epochs}, expected at least 1")
-        if not self.qat_lr > 0:
-            raise InputError(f"--qat-lr: got {self.qat_lr}, expected a positive number")
-        if self.calib_samples < 1:
-            raise InputError(f"--calib-samples: got {self.calib_samples}, expected at least 1")
-        if self.max_drop is not None and self.max_drop < 0:
-            raise InputError(f"--max-drop: got {self.max_drop}, expected points >= 0")
-
-
 @dataclass
 class FormatRow:
     format: str
@@ -86,9 +44,9 @@ class FormatRow:
     per_class_iou: dict = field(default_factory=dict)
 
 
-def model_card(fmt: Format, graph, config, labels, info: dict, options: ConvertOptions,
-               size: int) -> dict:
+def model_card(fmt: Format, graph, trained, options: ConvertOptions, size: int) -> dict:
     """What `run`, `eval` and `bench` need to use a model from its path alone."""
+    config, labels, correction = trained.config, trained.labels, trained.prior_correction
     inp, outp = graph.inputs[0], graph.outputs[0]
     normalisation = ("x / 127.5 - 1 (in the graph)" if config.backbone == "mobilenetv2"
                      else "x - ImageNet RGB mean (in the graph)")
@@ -110,10 +68,10 @@ def model_card(fmt: Format, graph, config, labels, info: dict, options: ConvertO
         "size_bytes": size,
         "ops": graph.op_counts,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "training": {k: info.get("train", {}).get(k) for k in ("epochs", "class_weights")},
+        "training": {k: trained.run.get("train", {}).get(k) for k in ("epochs", "class_weights")},
         # The prior correction folded into the logits' bias, if the run had one (or None).
-        "prior_correction": ({k: info["prior_correction"][k] for k in ("tau", "split", "images")}
-                             if info.get("prior_correction") else None),
+        "prior_correction": ({k: correction[k] for k in ("tau", "split", "images")}
+                             if correction else None),
     }
 
 
@@ -137,7 +95,8 @@ def convert(options: ConvertOptions) -> dict:
 
     # 2. Model and calibration images (a seeded sample of the training split), then the output
     # folder: --overwrite clears it only once every input has loaded.
-    model, config, labels, info = load_trained_model(model_path, options.input_hw)
+    trained = load_trained_model(model_path, options.input_hw)
+    config, labels = trained.config, trained.labels
     check_data_labels(labels, options.data, options.classes)
     prepare_output_folder(out, options.overwrite, inputs=(options.model, options.data),
                           owned_marker=CONVERT_RECORD)
@@ -149,8 +108,8 @@ def convert(options: ConvertOptions) -> dict:
                              labels).images
     val_arrays = load_split(val_pairs, config.input_hw, labels) if val_pairs else None
     with scratch_tempdir(out / SCRATCH_FOLDER):
-        rows, written, qat_history = _write_formats(model, calib_pairs, val_arrays, calibration,
-                                                    config, labels, info, options, out)
+        rows, written, qat_history = _write_formats(trained, calib_pairs, val_arrays,
+                                                    calibration, options, out)
 
     result = {"model": str(model_path), "out": str(out), "rows": []}
     if options.edgetpu:
@@ -158,7 +117,7 @@ def convert(options: ConvertOptions) -> dict:
     if options.verify:
         # 4. Verification with the trainer's metric code.
         arrays = val_arrays
-        reference = evaluate_predictor(keras_predictor(model), arrays.images,
+        reference = evaluate_predictor(keras_predictor(trained.model), arrays.images,
                                        arrays.full_masks, labels)
         result["keras_miou"] = round(100 * reference.mean_iou, 2)
         for row in rows:
@@ -189,16 +148,17 @@ def convert(options: ConvertOptions) -> dict:
     return result
 
 
-def _write_formats(model, calib_pairs, val_arrays, calibration, config, labels, info,
-                   options: ConvertOptions, out: Path):
+def _write_formats(trained, calib_pairs, val_arrays, calibration, options: ConvertOptions,
+                   out: Path):
     """QAT if asked, then one .tflite and its card per format; returns (rows, written, QAT
     history). The card lands first: a kill between the two leaves a card without a model,
     never a model without its card."""
-    sources = {fmt: model for fmt in options.formats}
+    config, qat = trained.config, options.qat
+    sources = {fmt: trained.model for fmt in options.formats}
     qat_history = None
     if Format.INT8_QAT in options.formats:
         sources[Format.INT8_QAT], qat_history = _quantization_aware_training(
-            model, calib_pairs, val_arrays, calibration, config, labels, info, options)
+            trained, calib_pairs, val_arrays, calibration, options)
 
     # 3. One file and one card per format.
     rows, written = [], {}
@@ -212,13 +172,12 @@ def _write_formats(model, calib_pairs, val_arrays, calibration, config, labels, 
             problems = export_rule_violations(graph, integer_io=fmt in INTEGER_FORMATS)
             if problems:
                 raise RuntimeError(f"{path}: breaks the export rules: {'; '.join(problems)}")
-            card = model_card(fmt, graph, config, labels, info, options, len(data))
+            card = model_card(fmt, graph, trained, options, len(data))
             if fmt is Format.INT8_QAT:
-                card["qat"] = {"epochs": options.qat_epochs, "learning_rate": options.qat_lr,
-                               "freeze_batchnorm": options.qat_freeze_bn,
-                               "batchnorm": ("folded before QAT" if options.per_tensor
-                                             else "frozen" if options.qat_freeze_bn
-                                             else "training"),
+                card["qat"] = {"epochs": qat.epochs, "learning_rate": qat.learning_rate,
+                               "freeze_batchnorm": qat.freeze_bn,
+                               "batchnorm": ("folded before QAT" if qat.per_tensor
+                                             else "frozen" if qat.freeze_bn else "training"),
                                "history": qat_history,
                                "kept_epoch": next(entry["epoch"] for entry in qat_history
                                                   if entry.get("kept"))}
@@ -245,29 +204,27 @@ def scratch_tempdir(folder: Path):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _quantization_aware_training(model, train_pairs, val_arrays, calibration, config, labels,
-                                 info, options: ConvertOptions):
+def _quantization_aware_training(trained, train_pairs, val_arrays, calibration,
+                                 options: ConvertOptions):
     """Fine-tunes a fake-quantized copy with the run's own loss, weights and augmentation."""
-    from fcnedge.convert.qat import QatConfig, fine_tune
-    from fcnedge.train.data import load_split
+    from fcnedge.convert.qat import fine_tune
     from fcnedge.train.config import AugmentConfig
+    from fcnedge.train.data import load_split
     from fcnedge.train.prior import loss_logit_offset
 
-    train_info = info.get("train", {})
-    class_weights = np.asarray(info.get("class_weights") or np.ones(labels.num_classes),
+    labels, train_info = trained.labels, trained.run.get("train", {})
+    class_weights = np.asarray(trained.run.get("class_weights") or np.ones(labels.num_classes),
                                np.float32)
     augment = AugmentConfig(**train_info.get("augment", {}))
-    train_arrays = load_split(train_pairs, config.input_hw, labels)
-    qat_config = QatConfig(epochs=options.qat_epochs, learning_rate=options.qat_lr,
-                           batch_size=options.qat_batch_size, freeze_bn=options.qat_freeze_bn,
-                           seed=options.seed, per_tensor=options.per_tensor)
+    train_arrays = load_split(train_pairs, trained.config.input_hw, labels)
+    qat_config = options.qat
     log.info("int8-qat: fine-tuning %d epochs at lr %g on %d images (BatchNorm %s)",
              qat_config.epochs, qat_config.learning_rate, len(train_pairs),
              "folded" if qat_config.per_tensor
              else "frozen" if qat_config.freeze_bn else "training")
-    return fine_tune(model, train_arrays, val_arrays, class_weights, labels, augment, qat_config,
-                     calibration=calibration, loss=train_info.get("loss", "ce"),
-                     logit_offset=loss_logit_offset(info.get("prior_correction")))
+    return fine_tune(trained.model, train_arrays, val_arrays, class_weights, labels, augment,
+                     qat_config, calibration=calibration, loss=train_info.get("loss", "ce"),
+                     logit_offset=loss_logit_offset(trained.prior_correction))
 
 
 def _edgetpu_step(written: dict, out: Path) -> dict:

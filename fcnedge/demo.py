@@ -1,4 +1,5 @@
-"""`fcnedge demo`: the whole toolkit on the bundled CamVid model, in one command.
+"""`fcnedge demo`: the whole toolkit on the bundled CamVid model, in one command. It sits
+with the command line, above every part, because it drives them all (runtime and bench).
 
 1. picks a clip: CamVid's val frames when a CamVid folder is given (--data or FCNEDGE_DATA),
    else a synthetic street clip generated on the spot;
@@ -15,19 +16,20 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.fileio import prepare_output_folder, write_image_atomic, write_json_atomic
-from fcnedge.runtime.zoo import models_dir
+from fcnedge.runtime.validate import COUNT, flag_type
+from fcnedge.runtime.zoo import DEFAULT_MODEL, models_dir, read_zoo
 
 log = logging.getLogger("fcnedge.demo")
 
-BUNDLED_NAME = "camvid_fcn2s_mobilenetv2"
-BUNDLED_MODEL = f"{BUNDLED_NAME}_int8-qat.tflite"
-BUNDLED_FORMATS = (BUNDLED_MODEL, f"{BUNDLED_NAME}_float32.tflite")
 DATA_ENV = "FCNEDGE_DATA"
+
+
+def bundled_formats() -> tuple[str, str]:
+    """The default zoo model's int8 file and the float32 file converted beside it."""
+    int8 = read_zoo()[DEFAULT_MODEL].file
+    return int8, int8.replace("_int8-qat.tflite", "_float32.tflite")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ def find_camvid(data: str | None) -> Path | None:
 
 def _synthetic_inputs(out: Path, frames: int) -> tuple[Path, Path]:
     """A synthetic clip (image folder) and a small labelled synthetic set for the benchmark."""
+    import cv2
+
     from fcnedge.train.synth import synth_clip, write_synth_dataset
 
     clip = out / "clip"
@@ -74,14 +78,15 @@ def _synthetic_inputs(out: Path, frames: int) -> tuple[Path, Path]:
 
 def demo(options: DemoOptions) -> dict:
     """Runs the steps of the module docstring; returns what was written, and the figures."""
-    from fcnedge.runtime.pipeline import StreamOptions, stream
+    from fcnedge.runtime.stream import StreamOptions, stream
     from fcnedge.runtime.interpreter import default_threads
     from fcnedge.runtime.segmenter import Segmenter, SegmenterOptions
     from fcnedge.runtime.video import open_source, parse_source
     from fcnedge.runtime.visualize import contact_sheet, side_by_side, with_legend
 
     folder = models_dir()
-    model = Path(options.model) if options.model else folder / BUNDLED_MODEL
+    formats = bundled_formats()
+    model = Path(options.model) if options.model else folder / formats[0]
     if not model.is_file():
         raise InputError(f"--model {model}: not found" + (
             "" if options.model else " (the bundled model; is the checkout complete?)"))
@@ -102,7 +107,7 @@ def demo(options: DemoOptions) -> dict:
 
     # As `fcnedge run` does: one core stays free for decoding, drawing and writing.
     segmenter = Segmenter(model, SegmenterOptions(num_threads=default_threads(reserve=1)))
-    picked: list[np.ndarray] = []
+    picked: list = []
     spacing = max(1, frames // max(1, options.sheet_frames))
 
     def keep(frame, segmentation):
@@ -122,10 +127,9 @@ def demo(options: DemoOptions) -> dict:
     if options.bench:
         from fcnedge.benchmarks.bench import BenchOptions, bench
 
-        formats = [folder / name for name in BUNDLED_FORMATS if (folder / name).is_file()]
-        if options.model:
-            formats = [model]
-        report = bench(BenchOptions(models=tuple(str(p) for p in formats), data=str(labelled),
+        rows = [model] if options.model else [folder / name for name in formats
+                                              if (folder / name).is_file()]
+        report = bench(BenchOptions(models=tuple(str(p) for p in rows), data=str(labelled),
                                     out=str(out / "bench"), runs=30, warmup=3,
                                     limit=options.bench_images))
         result["bench"] = report["files"]
@@ -134,4 +138,36 @@ def demo(options: DemoOptions) -> dict:
                                             ("model", "status", "reason")}
                                            for row in report["rows"]]}
     write_json_atomic(out / "demo.json", result)
+    return result
+
+
+def add_parsers(subparsers, add_common) -> None:
+    demo = subparsers.add_parser(
+        "demo", help="the bundled int8 model on a clip: overlay mp4, contact sheet, benchmark")
+    demo.add_argument("--out", default="out/demo", help="folder for everything it writes "
+                      "(replaced on each run)")
+    demo.add_argument("--data", default=None, help="CamVid folder for real frames (default: "
+                      "$FCNEDGE_DATA, else a synthetic clip)")
+    demo.add_argument("--model", default=None, help="a .tflite model instead of the bundled one")
+    demo.add_argument("--max-frames", type=flag_type(COUNT), default=120)
+    demo.add_argument("--no-bench", action="store_true", help="skip the benchmark step")
+    add_common(demo)
+    demo.set_defaults(handler=run_demo)
+
+
+def run_demo(args) -> dict:
+    from fcnedge.benchmarks.cli import raise_for_failed_rows
+
+    result = demo(DemoOptions(out=args.out, model=args.model, data=args.data,
+                              max_frames=args.max_frames, bench=not args.no_bench))
+    if "bench_table" in result:
+        print(result["bench_table"])
+    print(f"{result['frames']} frames of {result['clip']} at {result['stream_fps']} FPS "
+          f"(invoke p50 {result['invoke_ms_p50']} ms)")
+    for label, key in (("overlay video", "video"), ("contact sheet", "contact_sheet")):
+        print(f"{label:>14}: {result[key]}")
+    for name, path in result.get("bench", {}).items():
+        print(f"{name:>14}: {path}")
+    if "bench_report" in result:
+        raise_for_failed_rows(result["bench_report"])
     return result

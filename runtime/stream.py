@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 
 import cv2
 from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.options import StreamOptions
 from fcnedge.runtime.segmenter import Segmentation
 from fcnedge.runtime.stats import RecentRate, latency_summary
 from fcnedge.runtime.video import FrameQueue, MaskSink, Mp4Sink
 from fcnedge.runtime.visualize import draw_hud, overlay, side_by_side
 
 log = logging.getLogger("fcnedge.runtime")
-VIEWS = ("overlay", "side-by-side")
 STAGES = ("capture", "preprocess", "invoke", "postprocess", "draw")
 
 
@@ -40,23 +40,6 @@ class StopFlag:
 
     def is_set(self) -> bool:
         return self._stopped
-
-
-@dataclass(frozen=True)
-class StreamOptions:
-    view: str = "overlay"
-    alpha: float = 0.5
-    max_frames: int | None = None
-    output: str | None = None        # mp4 path
-    masks: str | None = None         # folder for label PNGs
-    window: bool = False
-    hud: bool = True
-
-    def __post_init__(self):
-        if self.view not in VIEWS:
-            raise InputError(f"--view: got {self.view!r}, expected one of {', '.join(VIEWS)}")
-        if self.max_frames is not None and self.max_frames < 1:
-            raise InputError(f"--max-frames: got {self.max_frames}, expected a positive number")
 
 
 @dataclass
