@@ -61,25 +61,25 @@ class BenchOptions:
 
     def __post_init__(self):
         if not self.models:
-            raise InputError("--models: no models given (expected .tflite files or run folders)")
+            raise InputError("no models given (expected .tflite files or run folders)", "models")
         if self.runs < 1:
-            raise InputError(f"--runs: got {self.runs}, expected at least 1")
+            raise InputError(f"got {self.runs}, expected at least 1", "runs")
         if self.warmup < 0:
-            raise InputError(f"--warmup: got {self.warmup}, expected 0 or more")
+            raise InputError(f"got {self.warmup}, expected 0 or more", "warmup")
         if self.delegate not in DELEGATES:
-            raise InputError(f"--delegate: got {self.delegate!r}, expected one of "
-                             f"{', '.join(DELEGATES)}")
+            raise InputError(f"got {self.delegate!r}, expected one of {', '.join(DELEGATES)}",
+                             "delegate")
         if self.threads is not None and self.threads < 1:
-            raise InputError(f"--threads: got {self.threads}, expected at least 1")
+            raise InputError(f"got {self.threads}, expected at least 1", "threads")
         if self.stream_threads is not None and self.stream_threads < 1:
-            raise InputError(f"--stream-threads: got {self.stream_threads}, expected at least 1")
+            raise InputError(f"got {self.stream_threads}, expected at least 1", "stream_threads")
 
 
 def model_kind(path: str) -> str:
     """'tflite' for a .tflite file, 'keras' for a run folder or weights file; InputError else."""
     candidate = Path(path)
     if not candidate.exists():
-        raise InputError(f"--models {path}: not found")
+        raise InputError.about("models", path, "not found")
     if candidate.is_file() and candidate.suffix == ".tflite":
         # Opened once here (one thread, on the CPU), so a file no row could run is bad input
         # now rather than a failed row after the others have been measured.
@@ -90,17 +90,20 @@ def model_kind(path: str) -> str:
             interpreter, _ = make_interpreter(candidate, num_threads=1)
             check_image_model(interpreter, str(candidate))
         except InputError as err:
-            raise InputError(str(err).replace("--model ", "--models ", 1)) from err
+            if err.param != "model":
+                raise
+            raise InputError(err.detail, "models", separator=err.separator) from err
         return "tflite"
     if candidate.is_dir() and (candidate / RUN_FILE).is_file():
         if run_weights(candidate) is None:
-            raise InputError(f"--models {path}: the run folder has no weights ({BEST_WEIGHTS} "
-                             f"or {LAST_WEIGHTS}); has it finished an epoch?")
+            raise InputError.about("models", path, f"the run folder has no weights "
+                                   f"({BEST_WEIGHTS} or {LAST_WEIGHTS}); has it finished an "
+                                   "epoch?")
         return "keras"
     if candidate.is_file() and candidate.suffix == ".h5" and (candidate.parent / RUN_FILE).is_file():
         return "keras"
-    raise InputError(f"--models {path}: expected a .tflite file or a training run folder "
-                     "(with run.json)")
+    raise InputError.about("models", path, "expected a .tflite file or a training run folder "
+                           "(with run.json)")
 
 
 def int8_instructions() -> list[str]:
@@ -338,11 +341,14 @@ def bench(options: BenchOptions) -> dict:
         try:
             source = parse_source(options.stream)
             if source.kind in ("camera", "url"):
-                raise InputError(f"--stream {options.stream}: expected a video file or image "
-                                 "folder (a live source has no fixed length to compare rows on)")
+                raise InputError.about("stream", options.stream,
+                                       "expected a video file or image folder (a live source "
+                                       "has no fixed length to compare rows on)")
             open_source(source).close()     # a clear error now rather than one per row
         except InputError as err:
-            raise InputError(str(err).replace("--source", "--stream", 1)) from err
+            if err.param != "source":
+                raise
+            raise InputError(err.detail, "stream", separator=err.separator) from err
     out = prepare_output_folder(options.out, options.overwrite,
                                 inputs=(options.data, options.stream, *options.models),
                                 owned_marker=BENCH_RECORD)

@@ -41,7 +41,8 @@ def add_parsers(subparsers, add_common) -> None:
                        help="seconds one row may take before it is marked failed")
     bench.add_argument("--overwrite", action="store_true", help="replace files in --out")
     add_common(bench)
-    bench.set_defaults(handler=run_bench)
+    bench.set_defaults(handler=run_bench, param_flags={"delegate_path": "--gpu-delegate",
+                                                       "timeout_s": "--timeout"})
 
 
 def run_bench(args) -> dict:

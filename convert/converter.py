@@ -85,7 +85,7 @@ def convert(options: ConvertOptions) -> dict:
     out = Path(options.out)
     model_path = Path(options.model)
     if not model_path.exists():
-        raise InputError(f"--model {model_path}: not found")
+        raise InputError.about("model", model_path, "not found")
     calib_pairs = limit_pairs(find_pairs(options.data, "train"), options.limit_train,
                               "--limit-train")
     qat = Format.INT8_QAT in options.formats

@@ -37,7 +37,7 @@ def to_tflite(model, fmt: Format, calibration: Iterable[np.ndarray] | None = Non
     """
     fmt = Format(fmt)
     if fmt in INTEGER_FORMATS and io_type not in IO_TYPES:
-        raise InputError(f"--io: got {io_type!r}, expected int8 or uint8")
+        raise InputError(f"got {io_type!r}, expected int8 or uint8", "io_type")
     converter = _converter(model)
     if fmt is not Format.FLOAT32:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -202,21 +202,21 @@ def embed_card_file(model_path: str, card_path: str) -> None:
     if not model.is_file():
         raise InputError(f"{model}: no such .tflite file")
     if not card_file.is_file():
-        raise InputError(f"--embed {card_file}: no such card file")
+        raise InputError.about("embed", card_file, "no such card file")
     data = model.read_bytes()
     check_graph(data, model)
     try:
         card = json.loads(card_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise InputError(f"--embed {card_file}: not readable JSON ({err})") from err
+        raise InputError.about("embed", card_file, f"not readable JSON ({err})") from err
     if not isinstance(card, dict) or not {"labels", "input", "output", "model_format"} <= set(card):
-        raise InputError(f"--embed {card_file}: expected a model card written by fcnedge "
-                         "convert (labels, input, output, model_format)")
+        raise InputError.about("embed", card_file, "expected a model card written by fcnedge "
+                               "convert (labels, input, output, model_format)")
     labels = LabelSet.from_dict(card["labels"], f"--embed {card_file}")
     classes = _output_channels(data)
     if labels.num_classes != classes:
-        raise InputError(f"--embed {card_file}: names {labels.num_classes} classes, the model "
-                         f"predicts {classes}")
+        raise InputError.about("embed", card_file, f"names {labels.num_classes} classes, the model "
+                               f"predicts {classes}")
     write_bytes_atomic(model, with_metadata(data, card))
 
 

@@ -96,11 +96,6 @@ class ConvertOptions:
             raise InputError(f"got {self.max_drop}, expected points >= 0", "max_drop")
 
 
-# The `fcnedge convert` flag that sets each parameter above, for error messages.
-CONVERT_FLAGS = {"model": "--model", "data": "--data", "out": "--out", "formats": "--formats",
-                 "calib_samples": "--calib-samples", "io_type": "--io",
-                 "limit_val": "--limit-val", "limit_train": "--limit-train",
-                 "max_drop": "--max-drop", "qat_epochs": "--qat-epochs",
-                 "qat_learning_rate": "--qat-lr", "qat_train_bn": "--qat-train-bn",
-                 "input_hw": "--input-size", "per_tensor": "--per-tensor",
-                 "classes": "--classes"}
+# The `fcnedge convert` flags of the parameters not named after them (the rest are:
+# calib_samples, --calib-samples), for error messages (runtime.errors.flag_message).
+CONVERT_FLAGS = {"io_type": "--io", "qat_learning_rate": "--qat-lr", "input_hw": "--input-size"}

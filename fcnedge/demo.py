@@ -55,8 +55,8 @@ def find_camvid(data: str | None) -> Path | None:
     root = Path(candidate)
     if not (root / "val").is_dir():
         if data:
-            raise InputError(f"--data {root}: no val/ folder (expected CamVid in the SegNet "
-                             "layout)")
+            raise InputError.about("data", root, "no val/ folder (expected CamVid in the SegNet "
+                                   "layout)")
         log.warning("%s=%s has no val/ folder: using a synthetic clip", DATA_ENV, root)
         return None
     return root
@@ -88,8 +88,8 @@ def demo(options: DemoOptions) -> dict:
     formats = bundled_formats()
     model = Path(options.model) if options.model else folder / formats[0]
     if not model.is_file():
-        raise InputError(f"--model {model}: not found" + (
-            "" if options.model else " (the bundled model; is the checkout complete?)"))
+        where = "" if options.model else " (the bundled model; is the checkout complete?)"
+        raise InputError.about("model", model, "not found" + where)
     # A previous demo's folder (it has demo.json) is replaced; any other folder with files
     # is refused, so a mistyped --out never deletes someone's work.
     previous_demo = (Path(options.out) / "demo.json").is_file()

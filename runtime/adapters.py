@@ -30,14 +30,14 @@ def check_image_model(interpreter, model: str = "model") -> None:
     details = interpreter.get_input_details()
     shape = tuple(details[0]["shape"]) if details else ()
     if len(details) != 1 or len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
-        raise InputError(f"--model {model}: input is {shape}, expected one (1, H, W, 3) image")
+        raise InputError.about("model", model, f"input is {shape}, expected one (1, H, W, 3) image")
     if details[0]["dtype"] not in (np.float32, np.uint8, np.int8):
-        raise InputError(f"--model {model}: input type {np.dtype(details[0]['dtype']).name}, "
-                         "expected float32, uint8 or int8")
+        raise InputError.about("model", model, f"input type {np.dtype(details[0]['dtype']).name}, "
+                               "expected float32, uint8 or int8")
     outputs = interpreter.get_output_details()
     if len(outputs) != 1 or len(outputs[0]["shape"]) != 4:
-        raise InputError(f"--model {model}: expected one (1, H, W, classes) output, got "
-                         f"{[tuple(o['shape']) for o in outputs]}")
+        raise InputError.about("model", model, f"expected one (1, H, W, classes) output, got "
+                               f"{[tuple(o['shape']) for o in outputs]}")
 
 
 def input_size(interpreter) -> tuple[int, int]:

@@ -18,11 +18,9 @@ from fcnedge.runtime.validate import BELOW_ONE, COUNT, UNIT, ZERO_OR_MORE, flag_
 
 
 log = logging.getLogger("fcnedge")
-# The flag that sets each SegmenterOptions / StreamOptions parameter, for error messages.
-RUN_FLAGS = {"num_threads": "--threads", "smooth": "--smooth", "view": "--view",
-             "alpha": "--alpha", "max_frames": "--max-frames", "output": "--output",
-             "masks": "--masks", "delegate": "--delegate", "resize": "--resize",
-             "device": "--device", "delegate_path": "--gpu-delegate"}
+# The flags of the parameters not named after them (the rest are: max_frames, --max-frames),
+# for error messages (runtime.errors.flag_message).
+RUN_FLAGS = {"num_threads": "--threads", "delegate_path": "--gpu-delegate"}
 
 
 def add_parsers(subparsers, add_common) -> None:

@@ -6,18 +6,26 @@ class InputError(ValueError):
     """Bad user input: a file, folder or argument that is not what was expected.
 
     The message names the file or argument and what was expected, so the CLI can print it
-    as-is on one line. A library check of a parameter (a config field) sets `param` and words
-    the message after it; the command line then names the flag that set it instead
-    (`flag_message`), so the library never has to know its flags.
+    as-is on one line. A library check of a parameter sets `param` and words the message
+    after it ("learning_rate: got inf, expected ..."), or, with `about`, after the value it
+    is about ("model /x.tflite: file not found"); the command line then names the flag that
+    set the parameter instead (`flag_message`), so the library never has to know its flags.
     """
 
-    def __init__(self, message: str, param: str | None = None):
-        self.param, self.detail = param, message
-        super().__init__(f"{param}: {message}" if param else message)
+    def __init__(self, message: str, param: str | None = None, *, separator: str = ": "):
+        self.param, self.detail, self.separator = param, message, separator
+        super().__init__(f"{param}{separator}{message}" if param else message)
+
+    @classmethod
+    def about(cls, param: str, value, problem: str) -> "InputError":
+        """An error about the value a parameter holds (a path, a source, a list of names)."""
+        return cls(f"{value}: {problem}", param, separator=" ")
 
 
 def flag_message(err: InputError, flags: dict[str, str]) -> str:
-    """The error worded for the command line: its parameter replaced by the flag in `flags`
-    (parameter -> flag) that sets it, when there is one."""
-    flag = flags.get(err.param) if err.param else None
-    return f"{flag}: {err.detail}" if flag else str(err)
+    """The error worded for the command line: its parameter replaced by the flag that sets it,
+    `flags[param]`, or by default `--param-name` (the flags are named after the parameters)."""
+    if not err.param or err.param.startswith("-"):
+        return str(err)
+    flag = flags.get(err.param, "--" + err.param.replace("_", "-"))
+    return f"{flag}{err.separator}{err.detail}"

@@ -129,5 +129,5 @@ def check_graph(content: bytes, path) -> None:
     problems = graph_problems(content)
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise InputError(f"--model {path}: malformed TFLite graph: {'; '.join(problems[:3])}"
-                         f"{more}")
+        raise InputError.about("model", path, f"malformed TFLite graph: {'; '.join(problems[:3])}"
+                               f"{more}")

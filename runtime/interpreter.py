@@ -91,10 +91,10 @@ def check_model_file(path: str | os.PathLike) -> bytes:
     """Reads a model file and checks it is a sound TFLite flatbuffer; returns its bytes."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"--model {path}: file not found")
+        raise InputError.about("model", path, "file not found")
     data = path.read_bytes()
     if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
-        raise InputError(f"--model {path}: not a TFLite model (no 'TFL3' identifier)")
+        raise InputError.about("model", path, "not a TFLite model (no 'TFL3' identifier)")
     check_graph(data, path)
     return data
 
@@ -188,8 +188,8 @@ def load_delegate(backend: Backend, delegate: Delegate, library: str | None = No
 
 def _rejected(model_path, err: Exception) -> InputError:
     text = str(err).strip()
-    return InputError(f"--model {model_path}: the interpreter rejected it "
-                      f"({text.splitlines()[0] if text else err})")
+    return InputError.about("model", model_path, f"the interpreter rejected it "
+                            f"({text.splitlines()[0] if text else err})")
 
 
 def default_threads(reserve: int = 0) -> int:

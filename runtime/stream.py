@@ -110,7 +110,8 @@ def stream(segmenter, source, options: StreamOptions,
                 try:
                     tensor, geometry = segmenter.prepare(frame.image, ring[count % len(ring)])
                 except InputError as err:
-                    raise InputError(f"--source {source.name}, frame {frame.index}: {err}") from err
+                    raise InputError.about("source", f"{source.name}, frame {frame.index}",
+                                           str(err)) from err
                 prepare_ms = 1e3 * (time.perf_counter() - start)
                 if not prepared.put((frame, tensor, geometry, prepare_ms), stop):
                     break

@@ -70,8 +70,8 @@ def parse_source(text: str) -> SourceSpec:
         return SourceSpec("glob", text)
     if os.path.isfile(text):
         return SourceSpec("file", text)
-    raise InputError(f"--source {redact_url(text)}: not a camera index, URL, folder, glob or "
-                     "existing file")
+    raise InputError.about("source", redact_url(text), "not a camera index, URL, folder, glob or "
+                           "existing file")
 
 
 class ImageSequence:
@@ -82,7 +82,7 @@ class ImageSequence:
 
     def __init__(self, paths: list[str], name: str):
         if not paths:
-            raise InputError(f"--source {name}: no images found")
+            raise InputError.about("source", name, "no images found")
         self.paths, self.name = paths, name
         self.fps = 10.0
 
@@ -117,7 +117,7 @@ class VideoFile:
     def __init__(self, path: str, opener: Callable = cv2.VideoCapture):
         self.capture = opener(path)
         if not self.capture.isOpened():
-            raise InputError(f"--source {path}: cannot be opened as a video")
+            raise InputError.about("source", path, "cannot be opened as a video")
         self.name = path
         self.fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0) or 25.0
 
@@ -161,7 +161,7 @@ class LiveSource:
         self._finished = False
         self.capture = opener(target)
         if not self.capture.isOpened():
-            raise InputError(f"--source {self.name}: cannot open this camera or stream")
+            raise InputError.about("source", self.name, "cannot open this camera or stream")
         self.fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0) or 30.0
         # A URL to a video file has a length; a camera or live stream reports none. A file that
         # has ended is not reconnected to, or it would replay from the start forever.
@@ -329,8 +329,8 @@ def write_clip(source: SourceSpec | str, path: str | os.PathLike, fps: float = 3
     frames = open_source(source)
     if getattr(frames, "live", False):
         frames.close()
-        raise InputError(f"--source {frames.name}: a live source has no end; give a file, "
-                         "folder or glob")
+        raise InputError.about("source", frames.name, "a live source has no end; give a file, "
+                               "folder or glob")
     sink, count = None, 0
     try:
         for frame in frames:
@@ -345,7 +345,7 @@ def write_clip(source: SourceSpec | str, path: str | os.PathLike, fps: float = 3
         if sink is not None:
             sink.close()
     if sink is None:
-        raise InputError(f"--source {frames.name}: no frames")
+        raise InputError.about("source", frames.name, "no frames")
     return {"path": str(path), "frames": count, "size": list(sink.frame_hw), "fps": fps}
 
 

@@ -101,7 +101,7 @@ def test_a_model_no_row_could_run_is_refused_before_any_row(converted, synth_dat
         bad = tmp_path / "run"
         bad.mkdir()
         (bad / "run.json").write_text((run / "run.json").read_text())
-    with pytest.raises(InputError, match=rf"--models .*{bad.name}"):
+    with pytest.raises(InputError, match=rf"models .*{bad.name}"):
         bench(BenchOptions(models=(paths["float32"], str(bad)), data=str(synth_data),
                            out=str(tmp_path / "out"), runs=1, warmup=0))
     assert not (tmp_path / "out").exists()
@@ -401,12 +401,15 @@ def test_every_train_flag_maps_to_a_config_field_and_back():
     flags is a `fcnedge train` flag, and each field a user can set has its flag there."""
     from dataclasses import fields
 
-    from fcnedge.cli import build_parser
+    import re
+
+    from fcnedge.runtime.validate import OneLineParser, add_common
+    from fcnedge.train.cli import add_parsers
     from fcnedge.train.config import TRAIN_FLAGS, AugmentConfig, ModelConfig, TrainConfig
 
-    parser = build_parser()
-    (train,) = [action.choices["train"] for action in parser._subparsers._group_actions]
-    train_flags = {flag for action in train._actions for flag in action.option_strings}
+    subparsers = OneLineParser(prog="fcnedge").add_subparsers()
+    add_parsers(subparsers, add_common)
+    train_flags = set(re.findall(r"--[a-z-]+", subparsers.choices["train"].format_help()))
     mapped = {(section, field) for section, field, _ in TRAIN_FLAGS}
     assert {flag for _, _, flag in TRAIN_FLAGS} <= train_flags
     # Not flags: the class count comes from the data, photometric jitter is fixed.

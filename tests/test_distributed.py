@@ -23,7 +23,7 @@ def test_local_tf_configs_name_every_worker_and_a_chief():
     assert is_chief_task({}) and task_from_env({}) is None
     with pytest.raises(InputError, match="TF_CONFIG"):
         task_from_env({"TF_CONFIG": "{not json"})
-    with pytest.raises(InputError, match="--local-workers"):
+    with pytest.raises(InputError, match="local_workers: got 0"):
         local_tf_configs(0)
 
 

@@ -75,7 +75,7 @@ def _no_bias_is_fine(model):
 def test_a_malformed_graph_is_an_input_error_naming_the_file(tflite_models, tmp_path, edit,
                                                              message):
     bad = rewritten(tflite_models["int8"], tmp_path / "bad.tflite", edit)
-    with pytest.raises(InputError, match=rf"--model .*bad.tflite: malformed TFLite graph: .*"
+    with pytest.raises(InputError, match=rf"model .*bad.tflite: malformed TFLite graph: .*"
                                          rf"{message}"):
         check_model_file(bad)
 
@@ -85,15 +85,18 @@ def test_an_optional_input_left_out_is_not_a_problem(tflite_models, tmp_path):
     assert graph_problems(fine.read_bytes()) == []
 
 
-def test_run_and_eval_refuse_it_with_exit_2_and_one_line(tflite_models, synth_data, tmp_path):
+@pytest.mark.parametrize("argv", [
+    ["run", "--model", "{bad}", "--source", "{data}/val", "--no-window", "--max-frames", "2"],
+    ["eval", "--model", "{bad}", "--data", "{data}", "--limit", "2"],
+], ids=["run", "eval"])
+def test_run_and_eval_refuse_it_with_exit_2_and_one_line(tflite_models, synth_data, tmp_path,
+                                                         argv):
     bad = rewritten(tflite_models["int8"], tmp_path / "bad.tflite", _filter_missing("CONV_2D"))
-    for argv in (["run", "--model", str(bad), "--source", str(synth_data / "val"),
-                  "--no-window", "--max-frames", "2"],
-                 ["eval", "--model", str(bad), "--data", str(synth_data), "--limit", "2"]):
-        done = subprocess.run([sys.executable, "-m", "fcnedge", *argv], capture_output=True,
-                              text=True, timeout=300)
-        assert done.returncode == 2, done.stderr
-        assert done.stderr.strip().count("\n") == 0 and "malformed TFLite graph" in done.stderr
+    argv = [part.format(bad=bad, data=synth_data) for part in argv]
+    done = subprocess.run([sys.executable, "-m", "fcnedge", *argv], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "malformed TFLite graph" in done.stderr
 
 
 @pytest.mark.parametrize("kind, cases, seed", [("int8", 200, 1), ("float32", 100, 2)])

@@ -110,3 +110,23 @@ def test_a_missing_classes_file_names_the_flag(tmp_path):
 
     with pytest.raises(InputError, match="--classes .*nope.json: classes file not found"):
         read_label_file(tmp_path / "nope.json")
+
+
+@pytest.mark.parametrize("error, flags, worded", [
+    (("got inf, expected a number > 0", "learning_rate"), {"learning_rate": "--lr"},
+     "--lr: got inf, expected a number > 0"),
+    (("got 0, expected at least 1", "calib_samples"), {},
+     "--calib-samples: got 0, expected at least 1"),
+    (("got 0", "--fps"), {"fps": "--frame-rate"}, "--fps: got 0"),     # a flag already
+    (("no such thing", None), {"x": "--x"}, "no such thing"),
+])
+def test_library_errors_name_parameters_and_the_cli_names_flags(error, flags, worded):
+    from fcnedge.runtime.errors import flag_message
+
+    message, param = error
+    err = InputError(message, param)
+    assert str(err) == (f"{param}: {message}" if param else message)
+    assert flag_message(err, flags) == worded
+    about = InputError.about("model", "/m/x.tflite", "file not found")
+    assert str(about) == "model /m/x.tflite: file not found"
+    assert flag_message(about, {}) == "--model /m/x.tflite: file not found"

@@ -185,7 +185,26 @@ def _convert_uint8_io(run, data, tmp_path) -> Path:
     return next((tmp_path / "u8").glob("*.tflite"))
 
 
-def test_metadata_command_embeds_a_sidecar_card_and_refuses_bad_input(tflite_models, tmp_path):
+@pytest.mark.parametrize("args, message", [
+    (["{model}", "--embed", "{wrong}"], "names 2 classes, the model predicts 11"),
+    (["{model}", "--embed", "{tmp}/none.json"], "no such card"),
+    (["{tmp}/none.tflite"], "no such .tflite file"),
+], ids=["other-classes", "no-card", "no-model"])
+def test_metadata_command_refuses_bad_input_before_writing(tflite_models, tmp_path, args,
+                                                           message):
+    model = tmp_path / "old.tflite"
+    model.write_bytes(tflite_models["float32"].read_bytes())
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps(dict(_card("float32"), labels={
+        "names": ["a", "b"], "colors_rgb": [[0, 0, 0], [1, 1, 1]], "void_id": 255})))
+    args = [part.format(model=model, wrong=wrong, tmp=tmp_path) for part in args]
+    completed = subprocess.run([sys.executable, "-m", "fcnedge", "metadata", *args],
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 2 and message in completed.stderr, completed.stderr
+    assert model.read_bytes() == tflite_models["float32"].read_bytes()   # nothing written
+
+
+def test_metadata_command_embeds_a_sidecar_card(tflite_models, tmp_path):
     """`fcnedge metadata MODEL --embed CARD`: models converted before cards went inside."""
     from fcnedge.cli import main
 
@@ -193,18 +212,6 @@ def test_metadata_command_embeds_a_sidecar_card_and_refuses_bad_input(tflite_mod
     model.write_bytes(tflite_models["float32"].read_bytes())
     card = tmp_path / "old.json"
     card.write_text(json.dumps(_card("float32")))
-    wrong = tmp_path / "wrong.json"
-    wrong.write_text(json.dumps(dict(_card("float32"), labels={
-        "names": ["a", "b"], "colors_rgb": [[0, 0, 0], [1, 1, 1]], "void_id": 255})))
-    before = model.read_bytes()
-    for args, message in (([str(model), "--embed", str(wrong)], "names 2 classes, the model "
-                           "predicts 11"),
-                          ([str(model), "--embed", str(tmp_path / "none.json")], "no such card"),
-                          ([str(tmp_path / "none.tflite")], "no such .tflite file")):
-        completed = subprocess.run([sys.executable, "-m", "fcnedge", "metadata", *args],
-                                   capture_output=True, text=True, timeout=120)
-        assert completed.returncode == 2 and message in completed.stderr, completed.stderr
-    assert model.read_bytes() == before          # refused before anything was written
     assert main(["metadata", str(model), "--embed", str(card)]) == 0
     embedded, why = read_embedded_card(model)
     assert why is None and embedded == dict(_card("float32"), size_bytes=model.stat().st_size)

@@ -47,9 +47,9 @@ def test_transpose_decoder_starts_as_bilinear_upsampling():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"input_hw": (100, 96)}, "100x96.*multiples of 32"),
-    ({"arch": "fcn3s"}, "--arch"),
-    ({"backbone": "resnet"}, "--backbone"),
-    ({"alpha": 0}, "--alpha"),
+    ({"arch": "fcn3s"}, "arch: got 'fcn3s'"),
+    ({"backbone": "resnet"}, "backbone: got 'resnet'"),
+    ({"alpha": 0}, "alpha: got 0"),
 ])
 def test_bad_model_options(kwargs, message):
     with pytest.raises(InputError, match=message):

@@ -124,13 +124,12 @@ def test_smoothing_averages_logits_over_frames(tflite_models):
     second, _ = synth_scene(64, 96, 2)
     plain = Segmenter(tflite_models["float32"])
     smooth = Segmenter(tflite_models["float32"], SegmenterOptions(smooth=0.5))
-    plain.segment(first)
-    first_logits = plain.probabilities(), plain._last_raw.copy()
-    plain.segment(second)
-    second_raw = plain._last_raw.copy()
+    # The staged API's raw outputs (float32 logits): what the average is taken over.
+    first_raw = plain.infer(plain.prepare(first)[0]).copy()
+    second_raw = plain.infer(plain.prepare(second)[0]).copy()
     smooth.segment(first)
     result = smooth.segment(second)
-    expected = np.argmax(0.5 * first_logits[1] + 0.5 * second_raw, axis=-1)
+    expected = np.argmax(0.5 * first_raw + 0.5 * second_raw, axis=-1)
     np.testing.assert_array_equal(result.input_labels, expected)
     smooth.reset()
     np.testing.assert_array_equal(smooth.segment(second).input_labels,

@@ -259,11 +259,19 @@ def test_data_clip_turns_an_image_folder_into_a_video(image_folder, tmp_path, ca
     first = cv2.imread(str(sorted(image_folder.iterdir())[0]))
     assert len(frames) == 3 and frames[0].shape == first.shape
     assert np.abs(frames[0].astype(int) - first).mean() < 12       # lossy, but the same picture
-    for argv, message in ((["--source", str(tmp_path / "none")], "--source"),
-                          (["--source", str(image_folder), "--fps", "0"], "--fps: got 0"),
-                          (["--source", str(image_folder), "--max-frames", "0"], "--max-frames")):
-        code = main(["data", "clip", "--out", str(tmp_path / "x.mp4"), *argv])
-        assert code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--source", "{tmp}/none"], "--source"),
+    (["--source", "{frames}", "--fps", "0"], "--fps: got 0"),
+    (["--source", "{frames}", "--max-frames", "0"], "--max-frames"),
+])
+def test_data_clip_refuses_bad_input_with_exit_2(image_folder, tmp_path, capsys, argv, message):
+    from fcnedge.cli import main
+
+    argv = [part.format(tmp=tmp_path, frames=image_folder) for part in argv]
+    code = main(["data", "clip", "--out", str(tmp_path / "x.mp4"), *argv])
+    assert code == 2 and message in capsys.readouterr().err
 
 
 def test_default_threads_are_explicit_and_leave_a_core_when_asked(monkeypatch):

@@ -112,7 +112,7 @@ def test_resume_continues_at_the_right_epoch_and_learning_rate(synth_data, tmp_p
     config = small_config(synth_data, tmp_path / "run", epochs=4, limit_train=16, limit_val=4)
     with pytest.raises(KeyboardInterrupt):
         train(config, verbose=0, callbacks=[_StopAfter(2)])
-    with pytest.raises(InputError, match="--resume"):
+    with pytest.raises(InputError, match="resume: .*run.json not found"):
         train(config, verbose=0)
     result = train(config, resume=True, verbose=0)
     assert [entry["epoch"] for entry in result.history] == [1, 2, 3, 4]
@@ -188,11 +188,11 @@ def test_lovasz_loss_run_is_recorded_and_continues_a_run(trained_run, synth_data
 
 
 def test_init_weights_errors_name_the_source(trained_run, synth_data, tmp_path):
-    with pytest.raises(InputError, match="--init-weights .*nowhere.*neither"):
+    with pytest.raises(InputError, match="init_weights .*nowhere.*neither"):
         train(small_config(synth_data, tmp_path / "a", init_weights=str(tmp_path / "nowhere")),
               verbose=0)
     wider = ModelConfig(input_hw=INPUT, alpha=0.5)
-    with pytest.raises(InputError, match="--init-weights .*best.weights.h5: does not fit .*"
+    with pytest.raises(InputError, match="init_weights .*best.weights.h5: does not fit .*"
                                          "alpha 0.35 vs 0.5"):
         train(small_config(synth_data, tmp_path / "b", model=wider,
                            init_weights=str(trained_run.run_dir)), verbose=0)

@@ -52,14 +52,14 @@ def split_dirs(root: str | os.PathLike, split: str) -> tuple[Path, Path]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise InputError(f"--data {root}: dataset folder not found")
+        raise InputError.about("data", root, "dataset folder not found")
     segnet = (root / split, root / f"{split}annot")
     generic = (root / split / "images", root / split / "masks")
     for images, masks in (generic, segnet):
         if images.is_dir() and masks.is_dir():
             return images, masks
-    raise InputError(f"--data {root}: no '{split}' split: expected {split}/ and {split}annot/ "
-                     f"(SegNet layout) or {split}/images/ and {split}/masks/")
+    raise InputError.about("data", root, f"no '{split}' split: expected {split}/ and {split}annot/ "
+                           f"(SegNet layout) or {split}/images/ and {split}/masks/")
 
 
 def _files_by_stem(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
@@ -87,7 +87,8 @@ def find_pairs(root: str | os.PathLike, split: str, limit: int | None = None) ->
         if stem not in images:
             raise InputError(f"{path}: mask has no image in {image_dir}")
     if not images:
-        raise InputError(f"--data {root}: split '{split}' is empty ({image_dir} has no images)")
+        raise InputError.about("data", root,
+                               f"split '{split}' is empty ({image_dir} has no images)")
     return limit_pairs([Pair(images[stem], masks[stem]) for stem in sorted(images)], limit)
 
 

@@ -42,7 +42,7 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 def local_tf_configs(num_workers: int, ports: list[int] | None = None) -> list[dict]:
     """TF_CONFIG for each of N workers on 127.0.0.1 (worker 0 is the chief)."""
     if num_workers < 1:
-        raise InputError(f"--local-workers: got {num_workers}, expected at least 1")
+        raise InputError(f"got {num_workers}, expected at least 1", "local_workers")
     ports = ports or free_ports(num_workers)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports[:num_workers]]}
     return [{"cluster": cluster, "task": {"type": "worker", "index": index}}
@@ -139,8 +139,8 @@ def make_strategy(name: str):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if not os.environ.get("TF_CONFIG"):
-        raise InputError("--strategy multi-worker: TF_CONFIG is not set (it names the cluster "
-                         "and this worker's task; see `fcnedge train --help`)")
+        raise InputError.about("strategy", "multi-worker", "TF_CONFIG is not set (it names the "
+                               "cluster and this worker's task; see `fcnedge train --help`)")
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 

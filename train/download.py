@@ -105,8 +105,8 @@ def download_camvid(dest: str | os.PathLike, url: str = DEFAULT_URL, sha256: str
     dest = Path(dest)
     expected = CAMVID_COUNTS if expected_counts is None else expected_counts
     if (dest / "train").exists():
-        raise InputError(f"--dest {dest}: already holds a train/ folder; verify it with "
-                         "`fcnedge eval` or choose an empty folder")
+        raise InputError.about("dest", dest, "already holds a train/ folder; verify it with "
+                               "`fcnedge eval` or choose an empty folder")
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".camvid-", dir=dest.parent) as work:
         work = Path(work)

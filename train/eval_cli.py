@@ -65,8 +65,7 @@ def add_parsers(subparsers, add_common) -> None:
     correct_prior.add_argument("--limit", type=flag_type(COUNT), default=None, help="first N images only")
     correct_prior.add_argument("--batch-size", type=flag_type(COUNT), default=8)
     add_common(correct_prior)
-    correct_prior.set_defaults(handler=run_correct_prior,
-                               param_flags={"batch_size": "--batch-size", "taus": "--taus"})
+    correct_prior.set_defaults(handler=run_correct_prior)
 
 
 def run_eval(args) -> dict:

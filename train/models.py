@@ -93,14 +93,15 @@ def build_fcn(config: ModelConfig, backbone_weights: str | None = None):
         pass
     elif backbone_weights == "imagenet":
         if config.backbone == "mobilenetv2" and config.alpha not in MOBILENET_ALPHAS:
-            raise InputError(f"--alpha {config.alpha}: ImageNet MobileNetV2 weights exist only "
-                             f"for alpha in {MOBILENET_ALPHAS}")
+            raise InputError.about("alpha", config.alpha,
+                                   f"ImageNet MobileNetV2 weights exist only "
+                                   f"for alpha in {MOBILENET_ALPHAS}")
         weights_arg = "imagenet"
     else:
         weights_path = Path(backbone_weights)
         if not weights_path.is_file():
-            raise InputError(f"--backbone-weights {weights_path}: file not found (expected "
-                             "'none', 'imagenet' or a weights file)")
+            raise InputError.about("backbone_weights", weights_path, "file not found (expected "
+                                   "'none', 'imagenet' or a weights file)")
 
     inputs = keras.Input(shape=(*config.input_hw, 3), batch_size=None, name="image")
     try:
@@ -116,8 +117,8 @@ def build_fcn(config: ModelConfig, backbone_weights: str | None = None):
         try:
             backbone.load_weights(str(weights_path))
         except Exception as err:
-            raise InputError(f"--backbone-weights {weights_path}: not a {config.backbone} "
-                             f"weights file ({err})") from err
+            raise InputError.about("backbone_weights", weights_path, f"not a {config.backbone} "
+                                   f"weights file ({err})") from err
     if weights_arg == "imagenet" and config.backbone == "vgg16":
         # ImageNet VGG16 was trained on BGR input; our models take RGB, so flip the first kernel.
         first = backbone.get_layer("block1_conv1")

@@ -218,8 +218,8 @@ def correct_prior(run: str | os.PathLike, data: str, split: str = "train",
         raise InputError(f"got {list(taus)}, expected finite numbers such as 0,0.5,1", "taus")
     run_dir = Path(run)
     if not run_dir.is_dir():
-        raise InputError(f"--model {run_dir}: expected a run folder (the prior correction is "
-                         "stored in it, beside the weights it corrects)")
+        raise InputError.about("model", run_dir, "expected a run folder (the prior correction is "
+                               "stored in it, beside the weights it corrects)")
     trained = load_trained_model(run_dir, prior_correction=False)
     labels, config = trained.labels, trained.config
     check_data_labels(labels, data, classes)

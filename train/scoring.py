@@ -42,11 +42,8 @@ class EvalOptions:
         check_optional(self.limit, COUNT, "limit")
 
 
-# The `fcnedge eval` flag that sets each parameter above, for error messages.
-EVAL_FLAGS = {"batch_size": "--batch-size", "error_images": "--error-images", "limit": "--limit",
-              "input_hw": "--input-size", "uncorrected": "--uncorrected",
-              "error_class": "--error-class", "split": "--split", "drives": "--drives",
-              "exclude_drives": "--exclude-drives", "out": "--out"}
+# The `fcnedge eval` flag of the one parameter not named after it, for error messages.
+EVAL_FLAGS = {"input_hw": "--input-size"}
 
 
 def model_label(model_path: Path) -> str:
@@ -113,7 +110,7 @@ def evaluate_model(options: EvalOptions, progress=None) -> dict:
         check_writable_location(options.out, "--out", folder=True)
     model_path = Path(options.model)
     if not model_path.exists():
-        raise InputError(f"--model {model_path}: not found")
+        raise InputError.about("model", model_path, "not found")
     predict, input_hw, trained_hw, labels, name, batch_size, correction = _load_predictor(
         model_path, options)
     check_data_labels(labels, options.data, options.classes)

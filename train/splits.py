@@ -95,8 +95,9 @@ def hold_out_drives(train_pool: list[Pair], val_pool: list[Pair],
     val = filter_drives(combined, keep=val_drives, flag="--val-drives")
     train = [pair for pair in train_pool if frame_drive(pair.image.name) not in val_drives]
     if not train:
-        raise InputError(f"--val-drives {','.join(val_drives)}: holds out every training frame; "
-                         f"the training drives are {', '.join(drive_counts(train_pool))}")
+        raise InputError.about("val_drives", ','.join(val_drives),
+                               "holds out every training frame; "
+                               f"the training drives are {', '.join(drive_counts(train_pool))}")
     return train, val
 
 
@@ -113,10 +114,11 @@ def select_train_val(config) -> tuple[list[Pair], list[Pair]]:
     train_pairs, val_pairs = hold_out_drives(train_pool, val_pool, config.val_drives)
     shared = {p.image.stem for p in train_pairs} & {p.image.stem for p in val_pairs}
     if shared and config.keep == "best":
-        raise InputError(f"--train-splits {','.join(config.train_splits)}: {len(shared)} of the "
-                         f"{len(val_pairs)} validation frames also train, so the best epoch would "
-                         "be picked on training data; pass --keep last (a fixed schedule, as a "
-                         "refit wants) or hold out drives with --val-drives")
+        raise InputError.about("train_splits", ','.join(config.train_splits),
+                               f"{len(shared)} of the {len(val_pairs)} validation frames "
+                               "also train, so the best epoch would be picked on training "
+                               "data; pass --keep last (a fixed schedule, as a refit wants) or "
+                               "hold out drives with --val-drives")
     return (limit_pairs(train_pairs, config.limit_train, "--limit-train"),
             limit_pairs(val_pairs, config.limit_val, "--limit-val"))
 

@@ -219,8 +219,8 @@ def write_synth_dataset(dest: str | os.PathLike, num_train: int, num_val: int,
       progress: optional callable(done, total) for long runs.
     """
     if num_train <= 0 or num_val < 0:
-        raise InputError(f"--num: got {num_train} train and {num_val} val images, expected "
-                         "at least one training image")
+        raise InputError(f"got {num_train} train and {num_val} val images, expected at least "
+                         "one training image", "num")
     dest = Path(dest)
     total, done = num_train + num_val, 0
     for split, count, offset in (("train", num_train, 0), ("val", num_val, 1_000_000)):

@@ -59,7 +59,7 @@ class TrainResult:
 def _read_run_to_resume(run_dir: Path) -> dict:
     run_file = Path(run_dir) / RUN_FILE
     if not run_file.is_file():
-        raise InputError(f"--resume: {run_file} not found; nothing to resume in --out {run_dir}")
+        raise InputError(f"{run_file} not found; nothing to resume in {run_dir}", "resume")
     return read_json(run_file, "run file")
 
 
@@ -141,9 +141,9 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     val_arrays = load_split(val_pairs, model_config.input_hw, labels)
     if config.batch_size * strategy.num_replicas_in_sync > len(train_pairs):
         # A batch larger than the split would be built from repeats, in memory, at once.
-        raise InputError(f"--batch-size: got {config.batch_size} (x "
-                         f"{strategy.num_replicas_in_sync} replicas), expected at most the "
-                         f"{len(train_pairs)} training images")
+        raise InputError(f"got {config.batch_size} (x {strategy.num_replicas_in_sync} "
+                         f"replicas), expected at most the {len(train_pairs)} training images",
+                         "batch_size")
     _prepare_run_dir(config, resume, overwrite)
 
     if stored:

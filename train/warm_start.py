@@ -44,8 +44,9 @@ def load_init_weights(model, model_config: ModelConfig, source: str) -> Path:
     if path.is_dir():
         path = run_weights(path) or path / BEST_WEIGHTS
     if not path.is_file():
-        raise InputError(f"--init-weights {source}: expected a run folder holding {BEST_WEIGHTS} "
-                         "or a weights file; found neither")
+        raise InputError.about("init_weights", source,
+                               f"expected a run folder holding {BEST_WEIGHTS} "
+                               "or a weights file; found neither")
     source_config = _source_model_config(path)
     if source_config is not None:
         _check_source_fits(path, source_config, model_config)
@@ -55,9 +56,9 @@ def load_init_weights(model, model_config: ModelConfig, source: str) -> Path:
     try:
         model.load_weights(str(path))
     except Exception as err:  # h5py and Keras raise a variety of types for a mismatch
-        raise InputError(f"--init-weights {path}: does not fit this model (same --backbone, "
-                         f"--alpha, --decoder and classes needed, and the same or a coarser "
-                         f"--arch): {err}") from err
+        raise InputError.about("init_weights", path, f"does not fit this model (same --backbone, "
+                               f"--alpha, --decoder and classes needed, and the same or a coarser "
+                               f"--arch): {err}") from err
     log.info("initialised every layer from %s", path)
     return path
 
@@ -85,12 +86,12 @@ def _check_source_fits(path: Path, source_config: ModelConfig, model_config: Mod
     if mismatched:
         differences = ", ".join(f"{name} {getattr(source_config, name)} vs "
                                 f"{getattr(model_config, name)}" for name in mismatched)
-        raise InputError(f"--init-weights {path}: does not fit this model ({differences})")
+        raise InputError.about("init_weights", path, f"does not fit this model ({differences})")
     if target_strides[:len(source_strides)] != source_strides:
-        raise InputError(f"--init-weights {path}: a {source_config.arch} cannot start a "
-                         f"{model_config.arch}; a run starts from the same or a coarser FCN "
-                         f"(fcn32s -> fcn16s -> fcn8s -> fcn4s -> fcn2s), else the skips the "
-                         "source learned would be dropped")
+        raise InputError.about("init_weights", path, f"a {source_config.arch} cannot start a "
+                               f"{model_config.arch}; a run starts from the same or a coarser FCN "
+                               f"(fcn32s -> fcn16s -> fcn8s -> fcn4s -> fcn2s), else the skips the "
+                               "source learned would be dropped")
 
 
 def _load_coarser_fcn(model, model_config: ModelConfig, path: Path,

@@ -77,13 +77,14 @@ def load_trained_model(path: str | os.PathLike, input_hw: tuple[int, int] | None
         run_dir = path
         weights = run_weights(run_dir)
         if weights is None:
-            raise InputError(f"--model {path}: run folder has no {BEST_WEIGHTS} or {LAST_WEIGHTS}")
+            raise InputError.about("model", path,
+                                   f"run folder has no {BEST_WEIGHTS} or {LAST_WEIGHTS}")
     elif path.is_file() and path.suffix == ".h5":
         run_dir, weights = path.parent, path
         if run_dir.name == EPOCHS_DIR and not (run_dir / RUN_FILE).is_file():
             run_dir = run_dir.parent    # an epoch snapshot from --save-every
     else:
-        raise InputError(f"--model {path}: expected a run folder or a .h5 weights file in one")
+        raise InputError.about("model", path, "expected a run folder or a .h5 weights file in one")
     info = read_json(run_dir / RUN_FILE, "run file (run.json beside the weights)")
     try:
         config = ModelConfig.from_dict(info["model"])
