@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import logging
 
-from fcnedge.convert.options import CONVERT_FLAGS, IO_TYPES, ConvertOptions, Format, QatConfig
+from fcnedge.convert.options import (CONVERT_FLAGS, IO_TYPES, OUTPUT_SIZES, ConvertOptions, Format,
+                                     QatConfig)
 from fcnedge.runtime.labels import add_classes_argument
 from fcnedge.runtime.validate import COUNT, NON_NEGATIVE, POSITIVE, ZERO_OR_MORE, flag_type
 
@@ -41,6 +42,10 @@ def add_parsers(subparsers, add_common) -> None:
                          "verification table for its accuracy")
     convert.add_argument("--io", default=ConvertOptions.io_type, choices=IO_TYPES,
                          help="integer formats' input/output type (uint8 for EdgeTPU)")
+    convert.add_argument("--output-size", default=ConvertOptions.output_size, choices=OUTPUT_SIZES,
+                         help="logits at the input size, or at the head's finest stride (head: "
+                         "FCN-2s at half the input size, FCN-8s at an eighth) for the runtime to "
+                         "resize the labels instead; see docs/quantization.md for its cost")
     convert.add_argument("--no-verify", action="store_true", help="skip the val evaluation")
     convert.add_argument("--limit-val", type=flag_type(COUNT), default=None, help="verify on N images")
     convert.add_argument("--max-drop", type=flag_type(NON_NEGATIVE), default=None,
@@ -83,7 +88,8 @@ def run_convert(args) -> dict:
                              qat=QatConfig(epochs=args.qat_epochs, learning_rate=args.qat_lr,
                                            freeze_bn=not args.qat_train_bn),
                              limit_train=args.limit_train, input_hw=input_hw,
-                             per_tensor=args.per_tensor, classes=args.classes)
+                             per_tensor=args.per_tensor, classes=args.classes,
+                             output_size=args.output_size)
     result = convert(options)
     print(result["table"])
     failed = drop_failures(result, options.max_drop)

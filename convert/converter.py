@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcnedge.convert.export import to_tflite
+from fcnedge.convert.export import to_tflite, with_head_output
 from fcnedge.convert.metadata import with_metadata
 from fcnedge.convert.options import INTEGER_FORMATS, ConvertOptions, Format
 from fcnedge.convert.tflite_graph import export_rule_violations, read_graph
@@ -44,8 +44,10 @@ class FormatRow:
     per_class_iou: dict = field(default_factory=dict)
 
 
-def model_card(fmt: Format, graph, trained, options: ConvertOptions, size: int) -> dict:
-    """What `run`, `eval` and `bench` need to use a model from its path alone."""
+def tflite_card(fmt: Format, graph, trained, options: ConvertOptions, size: int) -> dict:
+    """One .tflite's card (its JSON, inside and beside the file): what `run`, `eval` and `bench`
+    need to use a model from its path alone. (benchmarks/model_card.py writes the other kind,
+    the bundled model's Model Card document.)"""
     config, labels, correction = trained.config, trained.labels, trained.prior_correction
     inp, outp = graph.inputs[0], graph.outputs[0]
     normalisation = ("x / 127.5 - 1 (in the graph)" if config.backbone == "mobilenetv2"
@@ -58,7 +60,8 @@ def model_card(fmt: Format, graph, trained, options: ConvertOptions, size: int) 
                   "normalisation": normalisation, "resize": "stretch, bilinear",
                   "dtype": inp.dtype, "scale": inp.scale, "zero_point": inp.zero_point},
         "output": {"kind": "logits", "dtype": outp.dtype, "shape": list(outp.shape),
-                   "scale": outp.scale, "zero_point": outp.zero_point},
+                   "scale": outp.scale, "zero_point": outp.zero_point,
+                   "size": options.output_size},
         "architecture": config.to_dict(),
         "source_model": str(options.model),
         "data": str(options.data),
@@ -162,17 +165,20 @@ def _write_formats(trained, calib_pairs, val_arrays, calibration, options: Conve
 
     # 3. One file and one card per format.
     rows, written = [], {}
+    head = "_head" if options.output_size == "head" else ""
     for fmt in options.formats:
         log.info("converting %s", fmt.value)
-        data = to_tflite(sources[fmt], fmt, calibration, options.io_type, options.per_tensor)
-        path = out / f"{config.name}_{config.input_hw[0]}x{config.input_hw[1]}_{fmt.value}.tflite"
+        source = with_head_output(sources[fmt], config.arch) if head else sources[fmt]
+        data = to_tflite(source, fmt, calibration, options.io_type, options.per_tensor)
+        path = out / (f"{config.name}_{config.input_hw[0]}x{config.input_hw[1]}{head}_"
+                      f"{fmt.value}.tflite")
         with atomic_path(path) as staged:
             staged.write_bytes(data)
             graph = read_graph(staged)
             problems = export_rule_violations(graph, integer_io=fmt in INTEGER_FORMATS)
             if problems:
                 raise RuntimeError(f"{path}: breaks the export rules: {'; '.join(problems)}")
-            card = model_card(fmt, graph, trained, options, len(data))
+            card = tflite_card(fmt, graph, trained, options, len(data))
             if fmt is Format.INT8_QAT:
                 card["qat"] = {"epochs": qat.epochs, "learning_rate": qat.learning_rate,
                                "freeze_batchnorm": qat.freeze_bn,

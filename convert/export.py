@@ -12,7 +12,18 @@ import numpy as np
 
 from fcnedge.convert.options import INTEGER_FORMATS, IO_TYPES, Format
 from fcnedge.runtime.errors import InputError
-from fcnedge.train.tfcompat import tf
+from fcnedge.train.tfcompat import keras, tf
+
+
+def with_head_output(model, arch: str):
+    """The model up to its head's finest stride: the logits before the fixed final upsampling
+    (the layer ending in `ARCH_upscore_final`, wrapped or not by quantization-aware training),
+    so the file exports them at 1/stride of the input size."""
+    finals = [layer for layer in model.layers if layer.name.endswith(f"{arch}_upscore_final")]
+    if len(finals) != 1:
+        raise ValueError(f"{model.name}: expected one {arch}_upscore_final layer, found "
+                         f"{len(finals)}")
+    return keras.Model(model.inputs, finals[0].input, name=f"{model.name}_head")
 
 
 def _converter(model):

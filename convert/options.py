@@ -20,6 +20,10 @@ class Format(str, enum.Enum):
 
 INTEGER_FORMATS = (Format.INT8_PTQ, Format.INT8_QAT)
 IO_TYPES = ("int8", "uint8")
+# Where the exported logits are: upsampled to the input size as trained ("input"), or at the
+# head's finest stride, before the fixed final upsampling ("head": FCN-2s at half the input
+# size), leaving the runtime to bring the labels, not 11 logit planes, to the frame's size.
+OUTPUT_SIZES = ("input", "head")
 
 
 def parse_formats(text: str) -> list[Format]:
@@ -74,8 +78,12 @@ class ConvertOptions:
     input_hw: tuple[int, int] | None = None     # None: the size the model was trained at
     per_tensor: bool = False    # int8 formats: one weight scale per tensor, not per channel
     classes: str | None = None  # the data's classes file (default: DATA/classes.json if any)
+    output_size: str = "input"  # see OUTPUT_SIZES
 
     def __post_init__(self):
+        if self.output_size not in OUTPUT_SIZES:
+            raise InputError(f"got {self.output_size!r}, expected one of "
+                             f"{', '.join(OUTPUT_SIZES)}", "output_size")
         # QAT fine-tunes the model this converts: its weight scales and seed are the conversion's.
         object.__setattr__(self, "qat", replace(self.qat, per_tensor=self.per_tensor,
                                                 seed=self.seed))

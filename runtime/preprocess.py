@@ -167,8 +167,15 @@ def preprocess(frame_bgr: np.ndarray, input_hw: tuple[int, int],
 
 
 def labels_to_frame(label_map: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """Maps an input-sized label map back onto the frame (drop padding, nearest resize)."""
+    """Maps a label map back onto the frame (drop padding, nearest resize). The map is at the
+    input size, or coarser for a model exported with its logits at the head's stride
+    (`fcnedge convert --output-size head`): the padding is then cut at that scale."""
     (top, left), (height, width) = geometry.offset_yx, geometry.content_hw
+    map_h, map_w = label_map.shape[:2]
+    input_h, input_w = geometry.input_hw
+    if (map_h, map_w) != (input_h, input_w):
+        top, height = round(top * map_h / input_h), max(1, round(height * map_h / input_h))
+        left, width = round(left * map_w / input_w), max(1, round(width * map_w / input_w))
     content = label_map[top:top + height, left:left + width]
     return resize_labels(content, geometry.frame_hw)
 

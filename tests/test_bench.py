@@ -136,7 +136,7 @@ def test_a_crashing_interpreter_process_becomes_a_failed_row(tmp_path, monkeypat
 
 
 def test_rows_sharing_a_format_get_distinct_labels():
-    from fcnedge.benchmarks.bench import distinct_labels
+    from fcnedge.benchmarks.report import distinct_labels
 
     rows = [{"format": "int8-qat", "model": "a/fast_int8-qat.tflite"},
             {"format": "int8-qat", "model": "b/accurate_int8-qat.tflite"},
@@ -329,7 +329,7 @@ def test_rows_of_several_input_sizes_are_labelled_with_their_size(converted, syn
 
 
 def test_speedups_compare_against_float32_of_the_same_input_size():
-    from fcnedge.benchmarks.bench import add_speedups
+    from fcnedge.benchmarks.report import add_speedups
 
     def row(fmt, size, p50):
         return {"model_format": fmt, "input_size": size, "status": "ok",

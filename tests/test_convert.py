@@ -1,5 +1,6 @@
 """Converter: every format from a synthetic-trained model, export rules, cards, verification."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,3 +180,27 @@ def test_convert_at_another_input_size(converted, synth_data, tmp_path, capsys):
     assert list(interpreter.get_output_details()[0]["shape"])[:3] == [1, 64, 160]
     card = json.loads(model.with_suffix(".json").read_text())
     assert card["input"]["size"] == [64, 160]
+
+
+def test_head_output_exports_the_finest_stride_and_scores_at_the_frame(converted, synth_data,
+                                                                       tmp_path, capsys):
+    """--output-size head: the FCN-8s logits at an eighth of the input, labels resized by the
+    runtime to each frame; scored like the full-size export (the same weights)."""
+    from fcnedge.runtime.segmenter import Segmenter
+
+    run, result = converted
+    code = main(["convert", "--model", str(run), "--data", str(synth_data), "--out",
+                 str(tmp_path / "head"), "--formats", "float32,int8-ptq", "--output-size", "head",
+                 "--calib-samples", "16", "--json", str(tmp_path / "head.json")])
+    assert code == 0, capsys.readouterr().err
+    head = json.loads((tmp_path / "head.json").read_text())
+    full = {row["format"]: row for row in result["rows"]}
+    for row in head["rows"]:
+        path = Path(row["path"])
+        assert path.name == f"fcn8s_mobilenetv2_96x128_head_{row['format']}.tflite"
+        card = json.loads(path.with_suffix(".json").read_text())
+        assert card["output"]["size"] == "head" and card["output"]["shape"][1:3] == [12, 16]
+        # The stride-8 labels are coarser than the upsampled logits' argmax: a few points.
+        assert abs(row["miou"] - full[row["format"]]["miou"]) < 8, (row, full[row["format"]])
+        frame = np.zeros((90, 160, 3), np.uint8)
+        assert Segmenter(path).segment(frame).labels.shape == (90, 160)

@@ -130,3 +130,17 @@ def test_library_errors_name_parameters_and_the_cli_names_flags(error, flags, wo
     about = InputError.about("model", "/m/x.tflite", "file not found")
     assert str(about) == "model /m/x.tflite: file not found"
     assert flag_message(about, {}) == "--model /m/x.tflite: file not found"
+
+
+def test_labels_at_the_heads_stride_map_onto_the_frame_past_the_padding():
+    # A 100x50 frame letterboxed into 64x64: content 64x32 at column 16. At stride 2 the map is
+    # 32x32 and the content 32x16 at column 8.
+    frame = np.zeros((100, 50, 3), np.uint8)
+    _, geometry = preprocess(frame, (64, 64), ResizeMode.LETTERBOX)
+    assert geometry.content_hw == (64, 32) and geometry.offset_yx == (0, 16)
+    coarse = np.full((32, 32), 9, np.uint8)     # 9 on the padding
+    coarse[:, 8:24] = 1
+    coarse[:16, 8:24] = 2                       # the content's top half
+    back = labels_to_frame(coarse, geometry)
+    assert back.shape == (100, 50) and set(np.unique(back)) == {1, 2}
+    assert (back[:50] == 2).all() and (back[50:] == 1).all()
