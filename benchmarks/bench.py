@@ -13,16 +13,16 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from fcnedge.benchmarks.machine import machine_header
+from fcnedge.benchmarks.options import BenchOptions
 from fcnedge.benchmarks.pareto_plot import pareto_front, plot_pareto
 from fcnedge.benchmarks.report import add_speedups, distinct_labels, format_csv, format_markdown
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.fileio import prepare_output_folder, write_json_atomic, write_text_atomic
 from fcnedge.runtime.labels import LabelSet, check_data_labels
-from fcnedge.runtime.options import Delegate
 from fcnedge.runtime.quiet import child_stderr
 from fcnedge.runtime.segmenter import find_model_card, read_model_card
 from fcnedge.train.run_folder import (BEST_WEIGHTS, LAST_WEIGHTS, RUN_FILE, read_json,
@@ -30,44 +30,7 @@ from fcnedge.train.run_folder import (BEST_WEIGHTS, LAST_WEIGHTS, RUN_FILE, read
 
 log = logging.getLogger("fcnedge.bench")
 
-DELEGATES = tuple(delegate.value for delegate in Delegate)
 BENCH_RECORD = "bench.json"    # in --out: the report; also marks the folder as the command's own
-
-
-@dataclass(frozen=True)
-class BenchOptions:
-    models: tuple[str, ...]
-    data: str
-    out: str
-    split: str = "val"
-    runs: int = 50
-    warmup: int = 5
-    threads: int | None = None
-    delegate: str = "cpu"
-    device: str | None = None
-    delegate_path: str | None = None
-    limit: int | None = None
-    min_miou: float | None = None
-    timeout_s: float = 1800.0
-    overwrite: bool = False
-    stream: str | None = None            # a video (or image folder) each TFLite row streams
-    stream_threads: int | None = None    # None: as `fcnedge run`, all cores but one
-    classes: str | None = None           # the data's classes file (default: DATA/classes.json)
-
-    def __post_init__(self):
-        if not self.models:
-            raise InputError("no models given (expected .tflite files or run folders)", "models")
-        if self.runs < 1:
-            raise InputError(f"got {self.runs}, expected at least 1", "runs")
-        if self.warmup < 0:
-            raise InputError(f"got {self.warmup}, expected 0 or more", "warmup")
-        if self.delegate not in DELEGATES:
-            raise InputError(f"got {self.delegate!r}, expected one of {', '.join(DELEGATES)}",
-                             "delegate")
-        if self.threads is not None and self.threads < 1:
-            raise InputError(f"got {self.threads}, expected at least 1", "threads")
-        if self.stream_threads is not None and self.stream_threads < 1:
-            raise InputError(f"got {self.stream_threads}, expected at least 1", "stream_threads")
 
 
 def model_kind(path: str) -> str:

@@ -1,8 +1,8 @@
 """`fcnedge bench`: the benchmark's command line."""
 from __future__ import annotations
 
+from fcnedge.benchmarks.options import DELEGATES, BenchOptions
 from fcnedge.runtime.labels import add_classes_argument
-from fcnedge.runtime.options import Delegate
 from fcnedge.runtime.zoo import resolve_model
 from fcnedge.runtime.validate import COUNT, PERCENT, POSITIVE, ZERO_OR_MORE, flag_type
 
@@ -15,10 +15,12 @@ def add_parsers(subparsers, add_common) -> None:
                        "bundled models' names (`fcnedge models`)")
     bench.add_argument("--data", required=True, help="dataset folder")
     add_classes_argument(bench)
-    bench.add_argument("--split", default="val")
+    bench.add_argument("--split", default=BenchOptions.split)
     bench.add_argument("--out", required=True, help="folder for bench.md/json/csv, pareto.png")
-    bench.add_argument("--runs", type=flag_type(COUNT), default=50, help="timed model-only invocations")
-    bench.add_argument("--warmup", type=flag_type(ZERO_OR_MORE), default=5, help="untimed invocations first")
+    bench.add_argument("--runs", type=flag_type(COUNT), default=BenchOptions.runs,
+                       help="timed model-only invocations")
+    bench.add_argument("--warmup", type=flag_type(ZERO_OR_MORE), default=BenchOptions.warmup,
+                       help="untimed invocations first")
     bench.add_argument("--threads", type=flag_type(COUNT), default=None,
                        help="CPU threads of every row, Keras included (default: all cores)")
     bench.add_argument("--stream", default=None, metavar="VIDEO",
@@ -28,8 +30,7 @@ def add_parsers(subparsers, add_common) -> None:
     bench.add_argument("--stream-threads", type=flag_type(COUNT), default=None,
                        help="interpreter threads while streaming (default: all cores but one, "
                        "as `fcnedge run`)")
-    bench.add_argument("--delegate", default=Delegate.CPU.value,
-                       choices=[delegate.value for delegate in Delegate],
+    bench.add_argument("--delegate", default=BenchOptions.delegate, choices=DELEGATES,
                        help="for the .tflite rows (Keras rows use TensorFlow's GPU if any)")
     bench.add_argument("--device", default=None, help="EdgeTPU device, e.g. usb:0")
     bench.add_argument("--gpu-delegate", default=None, metavar="PATH",
@@ -37,7 +38,7 @@ def add_parsers(subparsers, add_common) -> None:
     bench.add_argument("--limit", type=flag_type(COUNT), default=None, help="score the first N images")
     bench.add_argument("--min-miou", type=flag_type(PERCENT), default=None,
                        help="exit 1 when a row's mIoU is below this floor")
-    bench.add_argument("--timeout", type=flag_type(POSITIVE), default=1800.0,
+    bench.add_argument("--timeout", type=flag_type(POSITIVE), default=BenchOptions.timeout_s,
                        help="seconds one row may take before it is marked failed")
     bench.add_argument("--overwrite", action="store_true", help="replace files in --out")
     add_common(bench)
@@ -46,7 +47,7 @@ def add_parsers(subparsers, add_common) -> None:
 
 
 def run_bench(args) -> dict:
-    from fcnedge.benchmarks.bench import BenchOptions, bench
+    from fcnedge.benchmarks.bench import bench
 
     options = BenchOptions(models=tuple(resolve_model(m, "--models") for m in args.models), data=args.data, out=args.out,
                            split=args.split, runs=args.runs, warmup=args.warmup,

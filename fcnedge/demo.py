@@ -125,7 +125,8 @@ def demo(options: DemoOptions) -> dict:
               "video": str(video), "contact_sheet": str(sheet), "stream_fps": summary["fps"],
               "invoke_ms_p50": summary["stages_ms"]["invoke"].get("p50")}
     if options.bench:
-        from fcnedge.benchmarks.bench import BenchOptions, bench
+        from fcnedge.benchmarks.bench import bench
+        from fcnedge.benchmarks.options import BenchOptions
 
         rows = [model] if options.model else [folder / name for name in formats
                                               if (folder / name).is_file()]
@@ -144,12 +145,12 @@ def demo(options: DemoOptions) -> dict:
 def add_parsers(subparsers, add_common) -> None:
     demo = subparsers.add_parser(
         "demo", help="the bundled int8 model on a clip: overlay mp4, contact sheet, benchmark")
-    demo.add_argument("--out", default="out/demo", help="folder for everything it writes "
+    demo.add_argument("--out", default=DemoOptions.out, help="folder for everything it writes "
                       "(replaced on each run)")
     demo.add_argument("--data", default=None, help="CamVid folder for real frames (default: "
                       "$FCNEDGE_DATA, else a synthetic clip)")
     demo.add_argument("--model", default=None, help="a .tflite model instead of the bundled one")
-    demo.add_argument("--max-frames", type=flag_type(COUNT), default=120)
+    demo.add_argument("--max-frames", type=flag_type(COUNT), default=DemoOptions.max_frames)
     demo.add_argument("--no-bench", action="store_true", help="skip the benchmark step")
     add_common(demo)
     demo.set_defaults(handler=run_demo)

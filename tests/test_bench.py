@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fcnedge.benchmarks.bench import BenchOptions, _run_row, bench, pareto_front
+from fcnedge.benchmarks.bench import _run_row, bench, pareto_front
+from fcnedge.benchmarks.options import BenchOptions
 from fcnedge.cli import main
 from fcnedge.runtime.errors import InputError
 from fcnedge.train.data import find_pairs

@@ -185,13 +185,15 @@ def test_convert_at_another_input_size(converted, synth_data, tmp_path, capsys):
 def test_head_output_exports_the_finest_stride_and_scores_at_the_frame(converted, synth_data,
                                                                        tmp_path, capsys):
     """--output-size head: the FCN-8s logits at an eighth of the input, labels resized by the
-    runtime to each frame; scored like the full-size export (the same weights)."""
+    runtime to each frame; scored like the full-size export (the same weights; int8-qat cut
+    after its fine-tuning, which trains with the full-size output)."""
     from fcnedge.runtime.segmenter import Segmenter
 
     run, result = converted
     code = main(["convert", "--model", str(run), "--data", str(synth_data), "--out",
-                 str(tmp_path / "head"), "--formats", "float32,int8-ptq", "--output-size", "head",
-                 "--calib-samples", "16", "--json", str(tmp_path / "head.json")])
+                 str(tmp_path / "head"), "--formats", "float32,int8-ptq,int8-qat", "--output-size",
+                 "head", "--calib-samples", "16", "--qat-epochs", "1", "--qat-lr", "1e-4",
+                 "--json", str(tmp_path / "head.json")])
     assert code == 0, capsys.readouterr().err
     head = json.loads((tmp_path / "head.json").read_text())
     full = {row["format"]: row for row in result["rows"]}

@@ -17,6 +17,7 @@ def test_the_runtime_api_imports_without_tensorflow():
               "import fcnedge.train, fcnedge.convert\n"
               # Every option, default and choice list: read by --help before TensorFlow.
               "import fcnedge.train.config, fcnedge.convert.options, fcnedge.runtime.options\n"
+              "import fcnedge.benchmarks.options\n"
               "import fcnedge.cli; fcnedge.cli.build_parser()\n"
               "print('tensorflow' in sys.modules, Delegate('cpu').value)\n")
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
