@@ -191,7 +191,7 @@ def test_head_output_exports_the_finest_stride_and_scores_at_the_frame(converted
 
     run, result = converted
     code = main(["convert", "--model", str(run), "--data", str(synth_data), "--out",
-                 str(tmp_path / "head"), "--formats", "float32,int8-ptq,int8-qat", "--output-size",
+                 str(tmp_path / "head"), "--formats", "int8-ptq,int8-qat", "--output-size",
                  "head", "--calib-samples", "16", "--qat-epochs", "1", "--qat-lr", "1e-4",
                  "--json", str(tmp_path / "head.json")])
     assert code == 0, capsys.readouterr().err
