@@ -12,7 +12,8 @@ import sys
 import threading
 
 from fcnedge import INTERRUPTED_EXIT
-from fcnedge.runtime.options import VIEWS, Delegate, ResizeMode, SegmenterOptions, StreamOptions
+from fcnedge.runtime.options import (RECONNECT_ATTEMPTS, VIEWS, Delegate, ResizeMode,
+                                     SegmenterOptions, StreamOptions)
 from fcnedge.runtime.zoo import resolve_model
 from fcnedge.runtime.validate import BELOW_ONE, COUNT, UNIT, ZERO_OR_MORE, flag_type
 
@@ -56,7 +57,7 @@ def add_parsers(subparsers, add_common) -> None:
     run.add_argument("--max-frames", type=flag_type(COUNT), default=None)
     run.add_argument("--no-window", action="store_true", help="do not open a window")
     run.add_argument("--no-hud", action="store_true", help="no FPS text on the view")
-    run.add_argument("--reconnect", type=flag_type(ZERO_OR_MORE), default=5,
+    run.add_argument("--reconnect", type=flag_type(ZERO_OR_MORE), default=RECONNECT_ATTEMPTS,
                      help="reconnection attempts for a camera or stream that drops")
     add_common(run)
     run.set_defaults(handler=run_stream, param_flags=RUN_FLAGS)

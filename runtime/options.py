@@ -26,6 +26,8 @@ class ResizeMode(str, enum.Enum):
 
 
 VIEWS = ("overlay", "side-by-side")
+RECONNECT_ATTEMPTS = 5   # a camera or stream that stops delivering is reopened this often
+CLIP_FPS = 30.0          # `fcnedge data clip`: the frame rate an image folder is written at
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import numpy as np
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.validate import FRAME_RATE
 from fcnedge.runtime.fileio import check_writable_location, write_image_atomic
+from fcnedge.runtime.options import CLIP_FPS, RECONNECT_ATTEMPTS
 from fcnedge.runtime.preprocess import IMAGE_SUFFIXES, read_image
 
 log = logging.getLogger("fcnedge.runtime")
@@ -148,7 +149,8 @@ class LiveSource:
 
     live = True
 
-    def __init__(self, target, opener: Callable = cv2.VideoCapture, max_retries: int = 5,
+    def __init__(self, target, opener: Callable = cv2.VideoCapture,
+                 max_retries: int = RECONNECT_ATTEMPTS,
                  backoff_s: float = 0.5):
         self.target, self.opener = target, opener
         self.max_retries, self.backoff_s = max_retries, backoff_s
@@ -318,7 +320,7 @@ def frames_in_video(path: str | os.PathLike) -> int:
         capture.release()
 
 
-def write_clip(source: SourceSpec | str, path: str | os.PathLike, fps: float = 30.0,
+def write_clip(source: SourceSpec | str, path: str | os.PathLike, fps: float = CLIP_FPS,
                max_frames: int | None = None) -> dict:
     """Writes a source's frames (an image folder, a glob, a video) into an mp4, unchanged.
 

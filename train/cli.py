@@ -9,7 +9,9 @@ import sys
 from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.fileio import check_writable_location
 from fcnedge.runtime.labels import CAMVID, add_classes_argument, dataset_labels
+from fcnedge.runtime.options import CLIP_FPS
 from fcnedge.runtime.preprocess import parse_size
+from fcnedge.train.download import DOWNLOAD_TIMEOUT_S
 from fcnedge.train.config import (ARCH_STRIDES, CLASS_WEIGHTINGS, CONTEXTS, DECODERS,
                                   DEFAULT_INPUT_SIZE, KEEP_CHOICES, LOSSES, OPTIMIZERS, SCHEDULES,
                                   SKIP_LAYERS, STRATEGIES, AugmentConfig, ModelConfig,
@@ -45,7 +47,8 @@ def add_parsers(subparsers, add_common) -> None:
     camvid.add_argument("--url", default=None, help="archive URL (a mirror); default: the "
                         "SegNet tutorial's GitHub archive")
     camvid.add_argument("--sha256", default=None, help="expected SHA-256 of the archive")
-    camvid.add_argument("--timeout", type=flag_type(POSITIVE), default=30.0, help="network timeout, seconds")
+    camvid.add_argument("--timeout", type=flag_type(POSITIVE), default=DOWNLOAD_TIMEOUT_S,
+                        help="network timeout, seconds")
     add_common(camvid)
     camvid.set_defaults(handler=run_data_camvid)
 
@@ -63,7 +66,7 @@ def add_parsers(subparsers, add_common) -> None:
                                "to stream or benchmark")
     clip.add_argument("--source", required=True, help="image folder, glob or video file")
     clip.add_argument("--out", required=True, help="the .mp4 to write")
-    clip.add_argument("--fps", type=flag_type(FRAME_RATE), default=30.0)
+    clip.add_argument("--fps", type=flag_type(FRAME_RATE), default=CLIP_FPS)
     clip.add_argument("--max-frames", type=flag_type(COUNT), default=None)
     add_common(clip)
     clip.set_defaults(handler=run_data_clip)

