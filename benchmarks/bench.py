@@ -50,7 +50,7 @@ def model_kind(path: str) -> str:
         except InputError as err:
             if err.param != "model":
                 raise
-            raise InputError(err.detail, "models", separator=err.separator) from err
+            raise err.renamed("models") from err
         return "tflite"
     if candidate.is_dir() and (candidate / RUN_FILE).is_file():
         if run_weights(candidate) is None:
@@ -147,7 +147,7 @@ def bench(options: BenchOptions) -> dict:
         except InputError as err:
             if err.param != "source":
                 raise
-            raise InputError(err.detail, "stream", separator=err.separator) from err
+            raise err.renamed("stream") from err
     out = prepare_output_folder(options.out, options.overwrite,
                                 inputs=(options.data, options.stream, *options.models),
                                 owned_marker=BENCH_RECORD)

@@ -21,6 +21,10 @@ class InputError(ValueError):
         """An error about the value a parameter holds (a path, a source, a list of names)."""
         return cls(f"{value}: {problem}", param, separator=" ")
 
+    def renamed(self, param: str) -> "InputError":
+        """The same error about another parameter (one that handed its value on)."""
+        return InputError(self.detail, param, separator=self.separator)
+
 
 def flag_message(err: InputError, flags: dict[str, str]) -> str:
     """The error worded for the command line: its parameter replaced by the flag that sets it,
