@@ -1,7 +1,7 @@
 """`fcnedge bench`: the benchmark's command line."""
 from __future__ import annotations
 
-from fcnedge.benchmarks.options import DELEGATES, BenchOptions
+from fcnedge.benchmarks.options import BENCH_FLAGS, DELEGATES, BenchOptions
 from fcnedge.runtime.labels import add_classes_argument
 from fcnedge.runtime.zoo import resolve_model
 from fcnedge.runtime.validate import COUNT, PERCENT, POSITIVE, ZERO_OR_MORE, flag_type
@@ -42,14 +42,14 @@ def add_parsers(subparsers, add_common) -> None:
                        help="seconds one row may take before it is marked failed")
     bench.add_argument("--overwrite", action="store_true", help="replace files in --out")
     add_common(bench)
-    bench.set_defaults(handler=run_bench, param_flags={"delegate_path": "--gpu-delegate",
-                                                       "timeout_s": "--timeout"})
+    bench.set_defaults(handler=run_bench, param_flags=BENCH_FLAGS)
 
 
 def run_bench(args) -> dict:
     from fcnedge.benchmarks.bench import bench
 
-    options = BenchOptions(models=tuple(resolve_model(m, "--models") for m in args.models), data=args.data, out=args.out,
+    options = BenchOptions(models=tuple(resolve_model(m, "models") for m in args.models),
+                           data=args.data, out=args.out,
                            split=args.split, runs=args.runs, warmup=args.warmup,
                            threads=args.threads, delegate=args.delegate, device=args.device,
                            delegate_path=args.gpu_delegate, limit=args.limit,

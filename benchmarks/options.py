@@ -44,3 +44,10 @@ class BenchOptions:
             raise InputError(f"got {self.threads}, expected at least 1", "threads")
         if self.stream_threads is not None and self.stream_threads < 1:
             raise InputError(f"got {self.stream_threads}, expected at least 1", "stream_threads")
+
+
+# The flags of the parameters not named after them, for error messages and the report's row
+# failures (runtime.errors.flag_message); `fcnedge bench` has no fallback: a row that cannot
+# load its delegate fails, and `fcnedge run` is where the fallback is.
+BENCH_FLAGS = {"delegate_path": "--gpu-delegate", "timeout_s": "--timeout",
+               "fallback_cpu": "`fcnedge run --fallback cpu`"}

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fcnedge.benchmarks.options import BENCH_FLAGS
+from fcnedge.runtime.errors import InputError, flag_message
 from fcnedge.runtime.fileio import write_json_atomic
 from fcnedge.runtime.metrics import confusion_matrix, scores_from_confusion
 from fcnedge.runtime.preprocess import read_image, read_mask
@@ -218,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = measure(spec)
     except Exception as err:  # reported as this row's failure; the parent goes on
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        text = flag_message(err, BENCH_FLAGS) if isinstance(err, InputError) else str(err)
+        message = text.strip().splitlines()[0] if text.strip() else type(err).__name__
         result = {"model": spec["model"], "status": "failed", "reason": message}
     write_json_atomic(result_path, result)
     return 0

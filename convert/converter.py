@@ -90,7 +90,7 @@ def convert(options: ConvertOptions) -> dict:
     if not model_path.exists():
         raise InputError.about("model", model_path, "not found")
     calib_pairs = limit_pairs(find_pairs(options.data, "train"), options.limit_train,
-                              "--limit-train")
+                              "limit_train")
     qat = Format.INT8_QAT in options.formats
     # QAT picks its epoch on val, as the trainer picks its best epoch.
     val_pairs = limit_pairs(find_pairs(options.data, options.val_split), options.limit_val,

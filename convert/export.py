@@ -11,7 +11,7 @@ from typing import Iterable
 import numpy as np
 
 from fcnedge.convert.options import INTEGER_FORMATS, IO_TYPES, Format
-from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.errors import InputError, mention
 from fcnedge.train.tfcompat import keras, tf
 
 
@@ -57,7 +57,7 @@ def to_tflite(model, fmt: Format, calibration: Iterable[np.ndarray] | None = Non
     elif fmt is Format.INT8_PTQ:
         images = [] if calibration is None else [np.asarray(image) for image in calibration]
         if not images:
-            raise InputError("int8-ptq needs calibration images (--calib-samples > 0)")
+            raise InputError(f"int8-ptq needs calibration images ({mention('calib_samples')} > 0)")
 
         def representative():
             for image in images:

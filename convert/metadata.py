@@ -212,7 +212,7 @@ def embed_card_file(model_path: str, card_path: str) -> None:
     if not isinstance(card, dict) or not {"labels", "input", "output", "model_format"} <= set(card):
         raise InputError.about("embed", card_file, "expected a model card written by fcnedge "
                                "convert (labels, input, output, model_format)")
-    labels = LabelSet.from_dict(card["labels"], f"--embed {card_file}")
+    labels = LabelSet.from_dict(card["labels"], f"`embed` {card_file}")
     classes = _output_channels(data)
     if labels.num_classes != classes:
         raise InputError.about("embed", card_file, f"names {labels.num_classes} classes, the model "

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     name = " ".join(part for part in (args.command, getattr(args, "action", None)) if part)
     try:
         if getattr(args, "json", None):
-            check_writable_location(args.json, "--json")
+            check_writable_location(args.json, "json")
         result = args.handler(args)
         if getattr(args, "json", None) and result is not None:
             write_json_atomic(args.json, result)

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.errors import InputError, mention
 from fcnedge.runtime.fileio import prepare_output_folder, write_image_atomic, write_json_atomic
 from fcnedge.runtime.validate import COUNT, flag_type
 from fcnedge.runtime.zoo import DEFAULT_MODEL, models_dir, read_zoo
@@ -44,7 +44,7 @@ class DemoOptions:
 
     def __post_init__(self):
         if self.max_frames is not None and self.max_frames < 1:
-            raise InputError(f"--max-frames: got {self.max_frames}, expected at least 1")
+            raise InputError(f"got {self.max_frames}, expected at least 1", "max_frames")
 
 
 def find_camvid(data: str | None) -> Path | None:
@@ -94,7 +94,8 @@ def demo(options: DemoOptions) -> dict:
     # is refused, so a mistyped --out never deletes someone's work.
     previous_demo = (Path(options.out) / "demo.json").is_file()
     out = prepare_output_folder(options.out, previous_demo,
-                                hint="it is not a previous demo's output; pick another --out")
+                                hint=f"it is not a previous demo's output; pick another "
+                                f"{mention('out')}")
     write_json_atomic(out / "demo.json", {"status": "running"})   # marks the folder as ours
     camvid = find_camvid(options.data)
     frames = options.max_frames or 120

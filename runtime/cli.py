@@ -4,24 +4,16 @@ This path imports numpy, OpenCV and the LiteRT interpreter only; never TensorFlo
 """
 from __future__ import annotations
 
-import logging
-import os
-import platform
-import signal
 import sys
-import threading
 
-from fcnedge import INTERRUPTED_EXIT
 from fcnedge.runtime.options import (RECONNECT_ATTEMPTS, VIEWS, Delegate, ResizeMode,
                                      SegmenterOptions, StreamOptions)
-from fcnedge.runtime.zoo import resolve_model
 from fcnedge.runtime.validate import BELOW_ONE, COUNT, UNIT, ZERO_OR_MORE, flag_type
 
-
-log = logging.getLogger("fcnedge")
 # The flags of the parameters not named after them (the rest are: max_frames, --max-frames),
 # for error messages (runtime.errors.flag_message).
-RUN_FLAGS = {"num_threads": "--threads", "delegate_path": "--gpu-delegate"}
+RUN_FLAGS = {"num_threads": "--threads", "delegate_path": "--gpu-delegate",
+             "fallback_cpu": "--fallback cpu"}
 
 
 def add_parsers(subparsers, add_common) -> None:
@@ -77,82 +69,18 @@ def run_models(args) -> dict:
     return {"models": rows}
 
 
-def _display_available() -> bool:
-    if platform.system() != "Linux":
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def _stop_on_signals(stop, signalled):
-    """Ctrl-C and SIGTERM set `stop`, so the stream ends with its outputs finalised, not cut;
-    a second Ctrl-C quits at once. Returns what puts the previous handlers back.
-
-    The handlers only set flags and write with os.write: no lock is taken in a handler (see
-    StopFlag), so a signal can land anywhere in the main thread.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-
-    def on_signal(number, _frame):
-        if signalled.is_set() and number == signal.SIGINT:
-            # What is at the output paths stays whole: only the .partial files are left.
-            os.write(2, b"interrupted again: quitting without finishing the output files\n")
-            os._exit(INTERRUPTED_EXIT)
-        signalled.set()
-        stop.set()
-        os.write(2, b"interrupted: finishing the output files (Ctrl-C again to quit now)\n")
-
-    for number in previous:
-        signal.signal(number, on_signal)
-
-    def restore():
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-    return restore
-
-
 def run_stream(args) -> dict:
-    from fcnedge.runtime.interpreter import default_threads
-    from fcnedge.runtime.segmenter import Segmenter
-    from fcnedge.runtime.stream import StopFlag, stream
-    from fcnedge.runtime.video import (check_video_target, open_source, parse_source,
-                                       redact_url)
+    from fcnedge.runtime.live import run_stream as stream_model
 
-    window = not args.no_window
-    if window and not _display_available():
-        log.warning("no display found: running without a window")
-        window = False
-    if args.output:
-        check_video_target(args.output, "--output")
-    options = StreamOptions(view=args.view, alpha=args.alpha, max_frames=args.max_frames,
-                            output=args.output, masks=args.masks, window=window,
-                            hud=not args.no_hud)
-    args.model = resolve_model(args.model)
-    segmenter = Segmenter(args.model, SegmenterOptions(
-        delegate=Delegate(args.delegate), num_threads=args.threads or default_threads(reserve=1),
-        resize=ResizeMode(args.resize), smooth=args.smooth,
-        fallback_cpu=args.fallback == "cpu", device=args.device,
-        delegate_path=args.gpu_delegate))
-    log.info("model %s: %s input %dx%d, %s on %s", args.model, segmenter.info_dict["input_type"],
-             *segmenter.input_hw, segmenter.info.backend, segmenter.info.delegate)
-    spec = parse_source(args.source)
-    live_options = {"max_retries": args.reconnect} if spec.kind in ("camera", "url") else {}
-    source = open_source(spec, **live_options)
-
-    stop, signalled = StopFlag(), StopFlag()
-    restore = _stop_on_signals(stop, signalled)
-    try:
-        stats = stream(segmenter, source, options, stop)
-    finally:
-        restore()
-    summary = {"model": args.model, "source": redact_url(args.source), "output": args.output,
-               "masks": args.masks, "interpreter": segmenter.info_dict,
-               **stats.summary()}
-    summary["interrupted"] = stats.interrupted or signalled.is_set()
-    print(f"{stats.frames} frames, {summary['fps']} FPS end to end, "
-          f"invoke p50 {summary['stages_ms']['invoke'].get('p50')} ms, "
-          f"dropped {stats.dropped}" + (", interrupted" if summary["interrupted"] else ""),
-          file=sys.stderr)
-    return summary
-
+    result = stream_model(
+        args.model, args.source,
+        SegmenterOptions(delegate=Delegate(args.delegate), num_threads=args.threads,
+                         resize=ResizeMode(args.resize), smooth=args.smooth,
+                         fallback_cpu=args.fallback == "cpu", device=args.device,
+                         delegate_path=args.gpu_delegate),
+        StreamOptions(view=args.view, alpha=args.alpha, max_frames=args.max_frames,
+                      output=args.output, masks=args.masks, window=not args.no_window,
+                      hud=not args.no_hud),
+        reconnect=args.reconnect)
+    print(result.line(), file=sys.stderr)
+    return result.summary()

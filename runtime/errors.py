@@ -1,6 +1,11 @@
 """Errors the command line turns into one line and exit code 2."""
 from __future__ import annotations
 
+import re
+
+# A parameter named inside a message, as `mention` writes it.
+_MENTION = re.compile(r"`([a-z][a-z0-9_]*)`")
+
 
 class InputError(ValueError):
     """Bad user input: a file, folder or argument that is not what was expected.
@@ -26,10 +31,20 @@ class InputError(ValueError):
         return InputError(self.detail, param, separator=self.separator)
 
 
+def mention(param: str) -> str:
+    """Another parameter named inside a message ("pass `overwrite` to replace them"): a
+    library caller reads the parameter, the command line the flag that sets it."""
+    return f"`{param}`"
+
+
 def flag_message(err: InputError, flags: dict[str, str]) -> str:
-    """The error worded for the command line: its parameter replaced by the flag that sets it,
-    `flags[param]`, or by default `--param-name` (the flags are named after the parameters)."""
-    if not err.param or err.param.startswith("-"):
-        return str(err)
-    flag = flags.get(err.param, "--" + err.param.replace("_", "-"))
-    return f"{flag}{err.separator}{err.detail}"
+    """The error worded for the command line: its parameter, and any it mentions, replaced by
+    the flag that sets it, `flags[param]`, or by default `--param-name` (the flags are named
+    after the parameters)."""
+    def flag_of(param: str) -> str:
+        return flags.get(param, "--" + param.replace("_", "-"))
+
+    detail = _MENTION.sub(lambda found: flag_of(found.group(1)), err.detail)
+    if not err.param:
+        return detail
+    return f"{flag_of(err.param)}{err.separator}{detail}"

@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from fcnedge.runtime.errors import InputError, mention
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -77,29 +79,28 @@ def safe_file_part(name: str) -> str:
     return cleaned or "_"
 
 
-def check_writable_location(path: str | os.PathLike, flag: str, folder: bool = False) -> Path:
+def check_writable_location(path: str | os.PathLike, param: str, folder: bool = False) -> Path:
     """Checks, before any work, that `path` can be written later: a file path must not be a
     folder, a folder path must not be a file, and the nearest existing folder on the way must
     take a new file. Nothing is created.
 
     Raises:
-      InputError: naming the flag, the path and what is in the way.
+      InputError: about `param`, naming the path and what is in the way.
     """
-    from fcnedge.runtime.errors import InputError
-
     path = Path(path)
     if path.exists() and path.is_dir() != folder:
-        raise InputError(f"{flag} {path}: is a {'file' if folder else 'folder'}; expected "
-                         f"{'a folder' if folder else 'a file name'}")
+        raise InputError.about(param, path, f"is a {'file' if folder else 'folder'}; expected "
+                               f"{'a folder' if folder else 'a file name'}")
     parent = path if folder and path.is_dir() else path.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise InputError(f"{flag} {path}: {parent} is a file, not a folder")
+        raise InputError.about(param, path, f"{parent} is a file, not a folder")
     try:
         tempfile.TemporaryFile(dir=parent).close()
     except OSError as err:
-        raise InputError(f"{flag} {path}: cannot write in {parent} ({err.strerror})") from err
+        raise InputError.about(param, path,
+                               f"cannot write in {parent} ({err.strerror})") from err
     return path
 
 
@@ -111,8 +112,8 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def prepare_output_folder(folder: str | os.PathLike, overwrite: bool, flag: str = "--out",
-                          hint: str = "pass --overwrite to replace them",
+def prepare_output_folder(folder: str | os.PathLike, overwrite: bool, param: str = "out",
+                          hint: str = f"pass {mention('overwrite')} to replace them",
                           inputs: tuple = (), owned_marker: str | None = None) -> Path:
     """Creates an empty output folder; one holding files is replaced only with `overwrite`.
 
@@ -125,27 +126,27 @@ def prepare_output_folder(folder: str | os.PathLike, overwrite: bool, flag: str 
       InputError: the folder holds files and `overwrite` is False or refused (nothing is
         touched), or it cannot be created.
     """
-    from fcnedge.runtime.errors import InputError
-
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise InputError(f"{flag} {folder}: is a file; expected a folder to write into")
+        raise InputError.about(param, folder, "is a file; expected a folder to write into")
     if folder.exists() and any(folder.iterdir()):
         if not overwrite:
-            raise InputError(f"{flag} {folder}: folder exists and holds files; {hint}")
+            raise InputError.about(param, folder, f"folder exists and holds files; {hint}")
         for source in inputs:
             if source and _inside(Path(source), folder):
-                raise InputError(f"{flag} {folder}: --overwrite would delete {source}, which "
-                                 "this command reads; write to another folder")
+                raise InputError.about(param, folder, f"{mention('overwrite')} would delete "
+                                       f"{source}, which this command reads; write to another "
+                                       "folder")
         if owned_marker and not (folder / owned_marker).is_file():
-            raise InputError(f"{flag} {folder}: --overwrite replaces only an earlier output "
-                             f"of this command (a folder with {owned_marker}); this one has "
-                             "none, so it is left alone: write to another folder")
+            raise InputError.about(param, folder, f"{mention('overwrite')} replaces only an "
+                                   f"earlier output of this command (a folder with "
+                                   f"{owned_marker}); this one has none, so it is left alone: "
+                                   "write to another folder")
         shutil.rmtree(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-")
         probe.close()
     except OSError as err:
-        raise InputError(f"{flag} {folder}: cannot write there ({err.strerror})") from err
+        raise InputError.about(param, folder, f"cannot write there ({err.strerror})") from err
     return folder

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.errors import InputError, mention
 from fcnedge.runtime.graph_check import check_graph
 from fcnedge.runtime.options import Delegate
 
@@ -36,7 +36,7 @@ _WHERE = {
                "repository)",
     "gpu": "a LiteRT/TFLite GPU delegate build (bazel target "
            "//tensorflow/lite/delegates/gpu:libtensorflowlite_gpu_delegate.so); pass its path "
-           "with --gpu-delegate",
+           f"as {mention('delegate_path')}",
 }
 _BACKENDS = (("ai_edge_litert", "ai_edge_litert.interpreter"),
              ("tflite_runtime", "tflite_runtime.interpreter"),
@@ -181,8 +181,8 @@ def load_delegate(backend: Backend, delegate: Delegate, library: str | None = No
         ctypes.CDLL(name)
         return backend.load_delegate(name, options)
     except (ValueError, OSError, RuntimeError) as err:
-        raise DelegateUnavailable(
-            f"--delegate {delegate.value}: {tried}could not load {name} ({str(err).strip()}); "
+        raise DelegateUnavailable.about(
+            "delegate", delegate.value, f"{tried}could not load {name} ({str(err).strip()}); "
             f"it comes with {_WHERE[delegate.value]}") from err
 
 
@@ -256,8 +256,9 @@ def make_interpreter(model_path: str | os.PathLike, delegate: Delegate | str = D
             delegates = [load_delegate(backend, delegate, delegate_path, device, tried)]
         except DelegateUnavailable as err:
             if not fallback_cpu:
-                raise DelegateUnavailable(f"{err}. Use --fallback cpu to run on the CPU "
-                                          "instead") from err
+                raise DelegateUnavailable(
+                    f"{err.detail}. Use {mention('fallback_cpu')} to run on the CPU instead",
+                    err.param, separator=err.separator) from err
             log.warning("%s; running on the CPU instead (--fallback cpu)", err)
             used, fell_back = Delegate.CPU, True
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.errors import InputError, mention
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,8 @@ class LabelSet:
         past = self.void_id is not None and self.void_id >= self.num_labels
         void = f" and is not the void id {self.void_id}" if past else ""
         return (f"label id {int(bad[0])} is outside 0..{self.num_labels - 1}{void} (a "
-                f"{CLASSES_FILE} beside the data, or --classes, names a dataset's own ids)")
+                f"{CLASSES_FILE} beside the data, or {mention('classes')}, names a dataset's "
+                "own ids)")
 
     @property
     def num_classes(self) -> int:
@@ -138,7 +139,7 @@ def fixed_palette(count: int) -> tuple[tuple[int, int, int], ...]:
     return tuple(tuple(int(v) for v in rng.integers(32, 256, 3)) for _ in range(count))
 
 
-def read_label_file(path: str | os.PathLike, flag: str = "--classes") -> LabelSet:
+def read_label_file(path: str | os.PathLike, param: str = "classes") -> LabelSet:
     """A label set from a classes file: {"names": [...], "colors_rgb": [[r, g, b], ...],
     "void_id": 255}; colours are optional (a fixed palette), void_id defaults to null.
 
@@ -147,7 +148,7 @@ def read_label_file(path: str | os.PathLike, flag: str = "--classes") -> LabelSe
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{flag} {path}: classes file not found")
+        raise InputError.about(param, path, "classes file not found")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as err:
@@ -164,11 +165,11 @@ def read_label_file(path: str | os.PathLike, flag: str = "--classes") -> LabelSe
 
 def dataset_labels(root: str | os.PathLike, classes_file: str | os.PathLike | None = None
                    ) -> LabelSet:
-    """The label set of a dataset: --classes FILE, else ROOT/classes.json, else CamVid's."""
+    """The label set of a dataset: `classes_file`, else ROOT/classes.json, else CamVid's."""
     if classes_file is not None:
         return read_label_file(classes_file)
     own = Path(root) / CLASSES_FILE
-    return read_label_file(own, "--data") if own.is_file() else CAMVID
+    return read_label_file(own, "data") if own.is_file() else CAMVID
 
 
 def labels_mismatch(model: LabelSet, data: LabelSet) -> str | None:

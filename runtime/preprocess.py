@@ -34,22 +34,22 @@ class Geometry:
 MIN_SIDE, MAX_SIDE = 32, 8192
 
 
-def parse_size(text: str, *, name: str = "--input-size") -> tuple[int, int]:
+def parse_size(text: str, *, name: str = "input_size") -> tuple[int, int]:
     """Parses 'HxW' (or a single number for a square) into (H, W)."""
     parts = text.lower().replace(",", "x").split("x")
     try:
         values = tuple(int(p) for p in parts)
     except ValueError as err:
-        raise InputError(f"{name}: got {text!r}, expected HxW such as 352x480") from err
+        raise InputError(f"got {text!r}, expected HxW such as 352x480", name) from err
     if len(values) == 1:
         values = (values[0], values[0])
     if len(values) != 2 or min(values) < MIN_SIDE or max(values) > MAX_SIDE:
-        raise InputError(f"{name}: got {text!r}, expected HxW with two integers from "
-                         f"{MIN_SIDE} to {MAX_SIDE}")
+        raise InputError(f"got {text!r}, expected HxW with two integers from "
+                         f"{MIN_SIDE} to {MAX_SIDE}", name)
     return values  # type: ignore[return-value]
 
 
-def check_divisible(size_hw: tuple[int, int], divisor: int = 32, *, name: str = "--input-size"):
+def check_divisible(size_hw: tuple[int, int], divisor: int = 32, *, name: str = "input_size"):
     """Raises InputError unless both sides are multiples of `divisor` (the backbone's stride)."""
     if size_hw[0] % divisor or size_hw[1] % divisor:
         raise InputError(f"got {size_hw[0]}x{size_hw[1]}, expected both sides to be "

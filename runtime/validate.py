@@ -47,7 +47,7 @@ class Range:
 
     def check(self, value, name: str):
         """Returns `value` when it lies in the range, else raises InputError naming `name` (a
-        parameter, which the command line words as its flag, or a flag itself)."""
+        parameter, which the command line words as its flag)."""
         if not self.contains(value):
             raise InputError(f"got {_plain(value)}, expected {self.describe()}", name)
         return value

@@ -241,24 +241,27 @@ def open_source(spec: SourceSpec | str, opener: Callable = cv2.VideoCapture, **l
     return LiveSource(spec.value, opener, **live_options)
 
 
-def check_writable_folder(folder: str | os.PathLike, flag: str) -> Path:
-    """Creates a folder if needed once it is known to be writable; raises InputError if not."""
-    folder = check_writable_location(folder, flag, folder=True)
+def check_writable_folder(folder: str | os.PathLike, param: str) -> Path:
+    """Creates a folder if needed once it is known to be writable; raises InputError about
+    `param` if not."""
+    folder = check_writable_location(folder, param, folder=True)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise InputError(f"{flag} {folder}: cannot create this folder ({err.strerror})") from err
+        raise InputError.about(param, folder,
+                               f"cannot create this folder ({err.strerror})") from err
     return folder
 
 
-def check_video_target(path: str | os.PathLike, flag: str) -> Path:
-    """Checks, before any work, that an mp4 can be written at `path`."""
+def check_video_target(path: str | os.PathLike, param: str) -> Path:
+    """Checks, before any work, that an mp4 can be written at `path`; raises InputError about
+    `param` if not."""
     path = Path(path)
     if path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
-        raise InputError(f"{flag} {path}: expected an .mp4 file name")
+        raise InputError.about(param, path, "expected an .mp4 file name")
     if path.is_dir():
-        raise InputError(f"{flag} {path}: is a folder; expected an .mp4 file name")
-    check_writable_folder(path.parent, flag)
+        raise InputError.about(param, path, "is a folder; expected an .mp4 file name")
+    check_writable_folder(path.parent, param)
     return path
 
 
@@ -270,14 +273,14 @@ class Mp4Sink:
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, frame_hw: tuple[int, int],
-                 flag: str = "--output"):
-        self.path, self.flag = Path(path), flag
-        check_video_target(self.path, flag)
+                 param: str = "output"):
+        self.path = Path(path)
+        check_video_target(self.path, param)
         self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"),
                                       _container_fps(fps), (frame_hw[1], frame_hw[0]))
         if not self.writer.isOpened():
-            raise InputError(f"{flag} {self.path}: OpenCV cannot write an mp4 here")
+            raise InputError.about(param, self.path, "OpenCV cannot write an mp4 here")
         self.frame_hw = tuple(frame_hw)
         self.frames = 0
 
@@ -300,8 +303,8 @@ class Mp4Sink:
         stored = frames_in_video(self.tmp)
         if stored != self.frames:
             self.tmp.unlink(missing_ok=True)
-            raise OSError(f"{self.flag} {self.path}: {stored} of {self.frames} frames reached the "
-                          f"disk (is it full?); nothing was written")
+            raise OSError(f"{self.path}: {stored} of {self.frames} frames reached the disk "
+                          "(is it full?); nothing was written")
         os.replace(self.tmp, self.path)
 
 
@@ -326,8 +329,8 @@ def write_clip(source: SourceSpec | str, path: str | os.PathLike, fps: float = C
 
     Frames of another size than the first are resized to it. Returns frames, size and path.
     """
-    FRAME_RATE.check(fps, "--fps")
-    check_video_target(path, "--out")
+    FRAME_RATE.check(fps, "fps")
+    check_video_target(path, "out")
     frames = open_source(source)
     if getattr(frames, "live", False):
         frames.close()
@@ -337,7 +340,7 @@ def write_clip(source: SourceSpec | str, path: str | os.PathLike, fps: float = C
     try:
         for frame in frames:
             if sink is None:
-                sink = Mp4Sink(path, fps, frame.image.shape[:2], flag="--out")
+                sink = Mp4Sink(path, fps, frame.image.shape[:2], param="out")
             sink.write(frame.image)
             count += 1
             if max_frames and count >= max_frames:
@@ -355,7 +358,7 @@ class MaskSink:
     """One lossless PNG of label ids per frame: DIR/000000.png, ..."""
 
     def __init__(self, folder: str | os.PathLike):
-        self.folder = check_writable_folder(folder, "--masks")
+        self.folder = check_writable_folder(folder, "masks")
 
     def write(self, index: int, labels: np.ndarray) -> None:
         write_image_atomic(self.folder / f"{index:06d}.png", labels)

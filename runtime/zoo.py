@@ -57,7 +57,7 @@ def read_zoo(folder: str | os.PathLike | None = None) -> dict[str, ZooModel]:
         raise InputError(f"{path}: not a readable model zoo ({err})") from err
 
 
-def resolve_model(value: str, flag: str = "--model") -> str:
+def resolve_model(value: str, param: str = "model") -> str:
     """A path as given, or the bundled file a zoo name stands for. An existing path wins over
     a name, so a folder called `fast` is still yours; a missing path is left for the caller's
     own "not found", and a bare word that is neither is refused with the names there are."""
@@ -70,10 +70,10 @@ def resolve_model(value: str, flag: str = "--model") -> str:
     if value in zoo:
         path = zoo[value].path()
         if not path.is_file():
-            raise InputError(f"{flag} {value}: the bundled file {path} is missing")
+            raise InputError.about(param, value, f"the bundled file {path} is missing")
         return str(path)
-    raise InputError(f"{flag} {value}: not found (neither a file nor a bundled model: "
-                     f"{', '.join(zoo)})")
+    raise InputError.about(param, value, "not found (neither a file nor a bundled model: "
+                           f"{', '.join(zoo)})")
 
 
 def zoo_rows(folder: Path | None = None) -> list[dict]:

@@ -136,6 +136,22 @@ def test_a_crashing_interpreter_process_becomes_a_failed_row(tmp_path, monkeypat
     assert row["status"] == "failed" and "killed by signal 11" in row["reason"]
 
 
+def test_a_row_whose_delegate_cannot_load_says_so_in_bench_flags(tmp_path, monkeypatch,
+                                                                 tflite_models):
+    from fcnedge.benchmarks import worker
+
+    spec = {"model": str(tflite_models["int8"]), "kind": "tflite", "delegate": "edgetpu",
+            "threads": 1}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    # Only the row's model is opened; its data and timings are not reached.
+    monkeypatch.setattr(worker, "measure", worker.TfliteRow)
+    assert worker.main([str(tmp_path / "spec.json"), str(tmp_path / "row.json")]) == 0
+    row = json.loads((tmp_path / "row.json").read_text())
+    assert row["status"] == "failed"
+    assert row["reason"].startswith("--delegate edgetpu: could not load libedgetpu.so.1")
+    assert "Use `fcnedge run --fallback cpu`" in row["reason"]
+
+
 def test_rows_sharing_a_format_get_distinct_labels():
     from fcnedge.benchmarks.report import distinct_labels
 

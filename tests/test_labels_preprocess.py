@@ -105,11 +105,13 @@ def test_a_bad_classes_file_is_an_input_error_naming_it(tmp_path, text, expected
     assert str(raised.value).startswith(str(path)) and expected in str(raised.value)
 
 
-def test_a_missing_classes_file_names_the_flag(tmp_path):
+def test_a_missing_classes_file_names_its_parameter_and_the_cli_its_flag(tmp_path):
+    from fcnedge.runtime.errors import flag_message
     from fcnedge.runtime.labels import read_label_file
 
-    with pytest.raises(InputError, match="--classes .*nope.json: classes file not found"):
+    with pytest.raises(InputError, match="^classes .*nope.json: classes file not found") as caught:
         read_label_file(tmp_path / "nope.json")
+    assert flag_message(caught.value, {}).startswith(f"--classes {tmp_path}")
 
 
 @pytest.mark.parametrize("error, flags, worded", [
@@ -117,7 +119,11 @@ def test_a_missing_classes_file_names_the_flag(tmp_path):
      "--lr: got inf, expected a number > 0"),
     (("got 0, expected at least 1", "calib_samples"), {},
      "--calib-samples: got 0, expected at least 1"),
-    (("got 0", "--fps"), {"fps": "--frame-rate"}, "--fps: got 0"),     # a flag already
+    (("got 0", "fps"), {"fps": "--frame-rate"}, "--frame-rate: got 0"),
+    # Another parameter named in the text is worded as its flag too.
+    (("holds files; pass `overwrite` or set `max_frames`", "out"), {"overwrite": "--force"},
+     "--out: holds files; pass --force or set --max-frames"),
+    (("pass `keep` last, not `fcnedge models`", None), {}, "pass --keep last, not `fcnedge models`"),
     (("no such thing", None), {"x": "--x"}, "no such thing"),
 ])
 def test_library_errors_name_parameters_and_the_cli_names_flags(error, flags, worded):

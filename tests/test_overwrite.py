@@ -25,7 +25,7 @@ def test_a_folder_holding_an_input_is_never_replaced(tmp_path, inside):
     out = tmp_path / "out"
     (out / "data" / "train").mkdir(parents=True)
     (out / "run.json").write_text("{}")
-    with pytest.raises(InputError, match="--overwrite would delete .* which this command reads"):
+    with pytest.raises(InputError, match="`overwrite` would delete .* which this command reads"):
         prepare_output_folder(out, overwrite=True, inputs=(None, str(out / inside)),
                               owned_marker="run.json")
     assert (out / "data" / "train").is_dir()
@@ -43,9 +43,9 @@ def test_a_folder_this_command_did_not_write_is_never_replaced(tmp_path):
 def test_an_out_that_is_a_file_or_unwritable_is_refused_before_work(tmp_path):
     path = tmp_path / "file"
     path.write_text("x")
-    with pytest.raises(InputError, match="--out .*file: is a file"):
+    with pytest.raises(InputError, match="^out .*file: is a file"):
         prepare_output_folder(path, overwrite=True)
-    with pytest.raises(InputError, match="--out .*: cannot write there"):
+    with pytest.raises(InputError, match="^out .*: cannot write there"):
         prepare_output_folder(path / "below", overwrite=False)
 
 

@@ -6,7 +6,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.cli import RUN_FLAGS
+from fcnedge.runtime.errors import InputError, flag_message
 from fcnedge.runtime.interpreter import (CompiledModelInterpreter, DelegateUnavailable,
                                          find_backend, make_interpreter)
 from fcnedge.runtime.segmenter import Segmenter, SegmenterOptions
@@ -74,7 +75,7 @@ def test_model_loader_fuzz_never_crashes_the_process(tmp_path, tflite_models):
 @pytest.mark.parametrize("delegate, library", [("edgetpu", "libedgetpu.so.1"),
                                                ("gpu", "libtensorflowlite_gpu_delegate.so")])
 def test_missing_delegate_is_a_clear_error(delegate, library, tflite_models):
-    with pytest.raises(DelegateUnavailable, match=f"could not load {library}.*--fallback cpu"):
+    with pytest.raises(DelegateUnavailable, match=f"could not load {library}.*`fallback_cpu`"):
         make_interpreter(tflite_models["int8"], delegate)
 
 
@@ -99,8 +100,12 @@ def test_gpu_without_a_usable_gpu_names_the_accelerator_then_the_library(tflite_
         make_interpreter(tflite_models["float32"], "gpu")
     # Both routes are named, accelerator first.
     assert str(caught.value).startswith(
-        "--delegate gpu: LiteRT's GPU accelerator found no usable GPU, and could not load "
+        "delegate gpu: LiteRT's GPU accelerator found no usable GPU, and could not load "
         "libtensorflowlite_gpu_delegate.so")
+    # The command line names its flags instead: the delegate's, the library's, the fallback's.
+    worded = flag_message(caught.value, RUN_FLAGS)
+    assert worded.startswith("--delegate gpu: LiteRT's GPU accelerator")
+    assert "pass its path as --gpu-delegate" in worded and "Use --fallback cpu" in worded
 
 
 def test_gpu_runs_through_litert_accelerator_when_it_opens(tflite_models, monkeypatch):

@@ -129,6 +129,49 @@ def test_max_frames(tflite_models, street_video):
     assert stats.frames == 7
 
 
+def test_run_stream_is_the_whole_job_in_one_call(tflite_models, street_video, tmp_path):
+    from fcnedge.runtime.live import run_stream
+
+    before = signal.getsignal(signal.SIGINT)
+    result = run_stream(str(tflite_models["int8"]), str(street_video),
+                        stream_options=StreamOptions(max_frames=5, output=str(tmp_path / "a.mp4")))
+    assert result.stats.frames == 5 and count_frames(tmp_path / "a.mp4") == 5
+    # Threads left unset run on all cores but one, and the handlers it set are put back.
+    assert result.interpreter["num_threads"] >= 1 and not result.interrupted
+    assert signal.getsignal(signal.SIGINT) is before
+    summary = result.summary()
+    assert summary["frames"] == 5 and summary["source"] == str(street_video)
+    assert result.line().startswith("5 frames, ")
+
+
+def test_run_stream_checks_its_outputs_before_loading_the_model(tmp_path, street_video):
+    from fcnedge.runtime.live import run_stream
+
+    # The model does not exist, but the output's name is what is refused: checked first.
+    with pytest.raises(InputError) as caught:
+        run_stream(str(tmp_path / "none.tflite"), str(street_video),
+                   stream_options=StreamOptions(output=str(tmp_path / "out.avi")))
+    assert caught.value.param == "output" and "expected an .mp4 file name" in str(caught.value)
+
+
+def test_run_stream_stops_when_its_stop_flag_is_set(tflite_models, street_video):
+    from fcnedge.runtime.live import run_stream
+    from fcnedge.runtime.stream import StopFlag
+
+    stop = StopFlag()
+    seen = []
+
+    def on_frame(frame, segmentation):
+        seen.append(frame.index)
+        if len(seen) == 3:
+            stop.set()
+
+    result = run_stream(str(tflite_models["int8"]), str(street_video), stop=stop,
+                        on_frame=on_frame, handle_signals=False)
+    # The frames already through the model are drawn; far fewer than the clip's 40.
+    assert 3 <= result.stats.frames < 40
+
+
 def run_cli(*args, **kwargs):
     return subprocess.run([sys.executable, "-m", "fcnedge", *args], capture_output=True,
                           text=True, timeout=300, **kwargs)
@@ -189,14 +232,14 @@ def test_a_signal_sets_the_stop_flag_and_a_second_ctrl_c_quits_at_once(monkeypat
     # hang the drawer's join (seen once in CI); the handler only sets flags.
     import os
 
-    from fcnedge.runtime.cli import _stop_on_signals
+    from fcnedge.runtime.live import stop_on_signals
     from fcnedge.runtime.stream import StopFlag
 
     exits = []
     monkeypatch.setattr(os, "_exit", exits.append)
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     stop, signalled = StopFlag(), StopFlag()
-    restore = _stop_on_signals(stop, signalled)
+    restore = stop_on_signals(stop, signalled)
     try:
         signal.raise_signal(signal.SIGTERM)
         assert stop.is_set() and signalled.is_set() and not exits

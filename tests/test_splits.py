@@ -55,8 +55,8 @@ def test_parse_names(text, names):
 
 
 def test_parse_names_refuses_only_commas():
-    with pytest.raises(InputError, match="--val-drives: got ','"):
-        parse_names(",", "--val-drives")
+    with pytest.raises(InputError, match="val_drives: got ','"):
+        parse_names(",", "val_drives")
 
 
 def test_pooled_splits_hold_every_frame_once_in_name_order(mini_camvid):
@@ -98,11 +98,11 @@ def test_without_held_out_drives_the_splits_stay_as_they_are(mini_camvid):
 
 
 @pytest.mark.parametrize("drives, message", [
-    (("0016E6",), r"--val-drives: no frame of drive 0016E6 here; .*0001TP \(2\), 0006R0 \(2\), "
+    (("0016E6",), r"val_drives: no frame of drive 0016E6 here; .*0001TP \(2\), 0006R0 \(2\), "
                   r"0016E5 \(5\)"),
     (("0001TP", "0006R0", "0016E5"), "holds out every training frame"),
 ])
-def test_a_bad_hold_out_is_refused_naming_the_flag(mini_camvid, drives, message):
+def test_a_bad_hold_out_is_refused_naming_the_parameter(mini_camvid, drives, message):
     with pytest.raises(InputError, match=message):
         hold_out_drives(find_split_pairs(mini_camvid, ("train",)),
                         find_split_pairs(mini_camvid, ("val",)), drives)
@@ -112,8 +112,8 @@ def test_filter_drives_keeps_or_drops(mini_camvid):
     test = find_split_pairs(mini_camvid, ("test",))
     assert stems(filter_drives(test, keep=("Seq05VD",))) == ["Seq05VD_f00000", "Seq05VD_f00030"]
     assert stems(filter_drives(test, drop=("Seq05VD",))) == ["0001TP_008550"]
-    with pytest.raises(InputError, match="--exclude-drives: no frame of drive X"):
-        filter_drives(test, drop=("X",), flag="--exclude-drives")
+    with pytest.raises(InputError, match="exclude_drives: no frame of drive X"):
+        filter_drives(test, drop=("X",), param="exclude_drives")
 
 
 def test_limit_pairs_names_its_flag(mini_camvid):
@@ -135,7 +135,7 @@ def test_the_trainer_holds_drives_out_and_refuses_a_best_epoch_picked_on_trainin
     assert drive_counts(val) == {"0006R0": 2}
 
     refit = TrainConfig(data=str(mini_camvid), out="-", train_splits=("train", "val"))
-    with pytest.raises(InputError, match="2 of the 2 validation frames also train.*--keep last"):
+    with pytest.raises(InputError, match="2 of the 2 validation frames also train.*`keep` last"):
         select_train_val(refit)
     train, val = select_train_val(TrainConfig(data=str(mini_camvid), out="-",
                                               train_splits=("train", "val"), keep="last"))

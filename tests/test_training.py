@@ -112,7 +112,7 @@ def test_resume_continues_at_the_right_epoch_and_learning_rate(synth_data, tmp_p
     config = small_config(synth_data, tmp_path / "run", epochs=4, limit_train=16, limit_val=4)
     with pytest.raises(KeyboardInterrupt):
         train(config, verbose=0, callbacks=[_StopAfter(2)])
-    with pytest.raises(InputError, match="holds files; pass --resume to continue"):
+    with pytest.raises(InputError, match="holds files; pass `resume` to continue"):
         train(config, verbose=0)
     result = train(config, resume=True, verbose=0)
     assert [entry["epoch"] for entry in result.history] == [1, 2, 3, 4]

@@ -55,9 +55,9 @@ def test_a_name_resolves_to_the_bundled_file_and_a_path_wins(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     (tmp_path / "accurate").mkdir()
     assert resolve_model("accurate") == "accurate"
-    with pytest.raises(InputError, match=r"--models fastest: not found \(neither a file nor a "
+    with pytest.raises(InputError, match=r"^models fastest: not found \(neither a file nor a "
                                          r"bundled model: fast, balanced, accurate"):
-        resolve_model("fastest", "--models")
+        resolve_model("fastest", "models")
     assert resolve_model("missing/model.tflite") == "missing/model.tflite"   # its own error later
 
 

@@ -187,7 +187,7 @@ def add_parsers(subparsers, add_common) -> None:
 def run_data_camvid(args) -> dict:
     from fcnedge.train.download import DEFAULT_URL, download_camvid
 
-    check_writable_location(args.dest, "--dest", folder=True)
+    check_writable_location(args.dest, "dest", folder=True)
     return download_camvid(args.dest, url=args.url or DEFAULT_URL, sha256=args.sha256,
                            timeout=args.timeout, progress=progress_printer("download bytes"))
 
@@ -195,8 +195,8 @@ def run_data_camvid(args) -> dict:
 def run_data_synth(args) -> dict:
     from fcnedge.train.synth import write_synth_dataset
 
-    size = parse_size(args.size, name="--size")
-    check_writable_location(args.dest, "--dest", folder=True)
+    size = parse_size(args.size, name="size")
+    check_writable_location(args.dest, "dest", folder=True)
     num_val = args.num_val if args.num_val is not None else max(1, args.num // 4)
     dest = write_synth_dataset(args.dest, args.num, num_val, size, args.seed,
                                progress=progress_printer("scenes"))
@@ -308,8 +308,8 @@ def config_from_args(args, epochs: int, num_classes: int) -> TrainConfig:
                               paste_probability=args.paste_prob,
                               camera_jitter=args.camera_jitter),
         seed=args.seed, val_every=args.val_every, save_every=args.save_every,
-        train_splits=parse_names(args.train_splits, "--train-splits"),
-        val_splits=parse_names(args.val_splits, "--val-splits"),
-        val_drives=parse_names(args.val_drives, "--val-drives"), keep=args.keep,
+        train_splits=parse_names(args.train_splits, "train_splits"),
+        val_splits=parse_names(args.val_splits, "val_splits"),
+        val_drives=parse_names(args.val_drives, "val_drives"), keep=args.keep,
         limit_train=args.limit_train,
         limit_val=args.limit_val, threads=args.threads)

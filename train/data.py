@@ -92,12 +92,12 @@ def find_pairs(root: str | os.PathLike, split: str, limit: int | None = None) ->
     return limit_pairs([Pair(images[stem], masks[stem]) for stem in sorted(images)], limit)
 
 
-def limit_pairs(pairs: list[Pair], limit: int | None, flag: str = "--limit") -> list[Pair]:
+def limit_pairs(pairs: list[Pair], limit: int | None, param: str = "limit") -> list[Pair]:
     """The first `limit` pairs (all of them for None)."""
     if limit is None:
         return pairs
     if limit <= 0:
-        raise InputError(f"{flag}: got {limit}, expected a positive number of images")
+        raise InputError(f"got {limit}, expected a positive number of images", param)
     return pairs[:limit]
 
 

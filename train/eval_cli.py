@@ -73,8 +73,8 @@ def run_eval(args) -> dict:
 
     options = EvalOptions(
         model=resolve_model(args.model), data=args.data, classes=args.classes,
-        split=parse_names(args.split, "--split"), drives=parse_names(args.drives, "--drives"),
-        exclude_drives=parse_names(args.exclude_drives, "--exclude-drives"), limit=args.limit,
+        split=parse_names(args.split, "split"), drives=parse_names(args.drives, "drives"),
+        exclude_drives=parse_names(args.exclude_drives, "exclude_drives"), limit=args.limit,
         batch_size=args.batch_size,
         input_hw=parse_size(args.input_size) if args.input_size else None, out=args.out,
         error_class=args.error_class, error_images=args.error_images,

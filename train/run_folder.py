@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.errors import InputError, mention
 
 RUN_FILE, HISTORY_FILE = "run.json", "history.json"
 BEST_WEIGHTS, LAST_WEIGHTS = "best.weights.h5", "last.weights.h5"
@@ -41,7 +41,7 @@ def read_history(run_dir: Path) -> list:
     if not isinstance(history, list) or not all(
             isinstance(entry, dict) and isinstance(entry.get("epoch"), int) for entry in history):
         raise InputError(f"{path}: not a training history (expected a list of epoch entries); "
-                         "restore it or start the run afresh with --overwrite")
+                         f"restore it or start the run afresh with {mention('overwrite')}")
     return history
 
 

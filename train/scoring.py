@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.errors import InputError, mention
 from fcnedge.runtime.fileio import check_writable_location, safe_file_part
 from fcnedge.runtime.labels import check_data_labels
 from fcnedge.runtime.validate import COUNT, check_optional
@@ -66,9 +66,9 @@ def eval_pairs(options: EvalOptions) -> tuple[list, str]:
 
     pairs = find_split_pairs(options.data, options.split)
     if options.drives:
-        pairs = filter_drives(pairs, keep=options.drives, flag="--drives")
+        pairs = filter_drives(pairs, keep=options.drives, param="drives")
     if options.exclude_drives:
-        pairs = filter_drives(pairs, drop=options.exclude_drives, flag="--exclude-drives")
+        pairs = filter_drives(pairs, drop=options.exclude_drives, param="exclude_drives")
     label = ("+".join(options.split) + "".join(f"-{d}" for d in options.drives)
              + "".join(f"-no{d}" for d in options.exclude_drives))
     return limit_pairs(pairs, options.limit), label
@@ -85,7 +85,7 @@ def _load_predictor(model_path: Path, options: EvalOptions):
                              "that size with `fcnedge convert --input-size`", "input_hw")
         if options.uncorrected:
             raise InputError(f"{model_path} has its run's prior correction, if any, baked in "
-                             "at export; score the run folder with --uncorrected instead",
+                             f"at export; score the run folder with {mention('uncorrected')} instead",
                              "uncorrected")
         predict = tflite_predictor(model_path)
         segmenter = predict.segmenter
@@ -107,7 +107,7 @@ def evaluate_model(options: EvalOptions, progress=None) -> dict:
 
     pairs, split_label = eval_pairs(options)
     if options.out:
-        check_writable_location(options.out, "--out", folder=True)
+        check_writable_location(options.out, "out", folder=True)
     model_path = Path(options.model)
     if not model_path.exists():
         raise InputError.about("model", model_path, "not found")

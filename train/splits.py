@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 
-from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.errors import InputError, mention
 from fcnedge.train.data import Pair, find_pairs, limit_pairs
 
 
@@ -24,13 +24,13 @@ def frame_drive(name: str) -> str:
     return stem.split("_", 1)[0]
 
 
-def parse_names(text: str | None, flag: str) -> tuple[str, ...]:
-    """A comma-separated flag value as a tuple of names without blanks or repeats, in order."""
+def parse_names(text: str | None, param: str) -> tuple[str, ...]:
+    """A comma-separated value of `param` as a tuple of names without blanks or repeats, in order."""
     if text is None:
         return ()
     names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
     if text.strip() and not names:
-        raise InputError(f"{flag}: got {text!r}, expected comma-separated names")
+        raise InputError(f"got {text!r}, expected comma-separated names", param)
     return names
 
 
@@ -60,7 +60,7 @@ def find_split_pairs(root: str | os.PathLike, splits: tuple[str, ...]) -> list[P
 
 
 def filter_drives(pairs: list[Pair], keep: tuple[str, ...] = (), drop: tuple[str, ...] = (),
-                  flag: str = "--drives") -> list[Pair]:
+                  param: str = "drives") -> list[Pair]:
     """The pairs whose drive is in `keep` (all when empty) and not in `drop`.
 
     Raises:
@@ -70,8 +70,9 @@ def filter_drives(pairs: list[Pair], keep: tuple[str, ...] = (), drop: tuple[str
     present = drive_counts(pairs)
     unknown = [drive for drive in (*keep, *drop) if drive not in present]
     if unknown:
-        raise InputError(f"{flag}: no frame of drive {', '.join(unknown)} here; the frames' "
-                         f"drives are {', '.join(f'{d} ({n})' for d, n in present.items())}")
+        raise InputError(f"no frame of drive {', '.join(unknown)} here; the frames' "
+                         f"drives are {', '.join(f'{d} ({n})' for d, n in present.items())}",
+                         param)
     return [pair for pair in pairs if (not keep or frame_drive(pair.image.name) in keep)
             and frame_drive(pair.image.name) not in drop]
 
@@ -92,7 +93,7 @@ def hold_out_drives(train_pool: list[Pair], val_pool: list[Pair],
     stems = {pair.image.stem for pair in train_pool}
     combined = sorted(train_pool + [p for p in val_pool if p.image.stem not in stems],
                       key=lambda pair: pair.image.stem)
-    val = filter_drives(combined, keep=val_drives, flag="--val-drives")
+    val = filter_drives(combined, keep=val_drives, param="val_drives")
     train = [pair for pair in train_pool if frame_drive(pair.image.name) not in val_drives]
     if not train:
         raise InputError.about("val_drives", ','.join(val_drives),
@@ -117,10 +118,10 @@ def select_train_val(config) -> tuple[list[Pair], list[Pair]]:
         raise InputError.about("train_splits", ','.join(config.train_splits),
                                f"{len(shared)} of the {len(val_pairs)} validation frames "
                                "also train, so the best epoch would be picked on training "
-                               "data; pass --keep last (a fixed schedule, as a refit wants) or "
-                               "hold out drives with --val-drives")
-    return (limit_pairs(train_pairs, config.limit_train, "--limit-train"),
-            limit_pairs(val_pairs, config.limit_val, "--limit-val"))
+                               f"data; pass {mention('keep')} last (a fixed schedule, as a refit "
+                               f"wants) or hold out drives with {mention('val_drives')}")
+    return (limit_pairs(train_pairs, config.limit_train, "limit_train"),
+            limit_pairs(val_pairs, config.limit_val, "limit_val"))
 
 
 def drives_text(pairs: list[Pair]) -> str:

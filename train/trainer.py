@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.errors import InputError, mention
 from fcnedge.runtime.fileio import check_writable_location, prepare_output_folder, write_json_atomic
 from fcnedge.runtime.labels import CAMVID, LabelSet
 from fcnedge.train.data import label_histogram, load_split, median_frequency_weights
@@ -88,7 +88,8 @@ def _prepare_run_dir(config: TrainConfig, resume: bool, overwrite: bool) -> None
         return          # the chief prepares it for the workers
     prepare_output_folder(Path(config.out), overwrite, inputs=(config.data, config.init_weights),
                           owned_marker=RUN_FILE,
-                          hint="pass --resume to continue that run or --overwrite to replace it")
+                          hint=f"pass {mention('resume')} to continue that run or "
+                               f"{mention('overwrite')} to replace it")
 
 
 def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
@@ -101,11 +102,11 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
       callbacks: extra Keras callbacks, run after the run's own ones each epoch.
 
     Raises:
-      InputError: bad data, options, or an --out folder that would be overwritten.
+      InputError: bad data, options, or an `out` folder that would be overwritten.
     """
     config.augment.paste_ids(labels.class_names)     # a bad name fails before --out is touched
     if not resume:
-        check_writable_location(config.out, "--out", folder=True)
+        check_writable_location(config.out, "out", folder=True)
     config, stored = _resumed_config(config, resume)
     if stored:
         labels = LabelSet.from_dict(stored.get("labels"), str(Path(config.out) / RUN_FILE))

@@ -11,7 +11,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.errors import InputError, mention
 from fcnedge.runtime.fileio import atomic_path
 from fcnedge.train.config import ARCH_STRIDES, ModelConfig
 from fcnedge.train.run_folder import (BEST_WEIGHTS, HISTORY_FILE, INIT_FOLDER, RUN_FILE,
@@ -56,9 +56,10 @@ def load_init_weights(model, model_config: ModelConfig, source: str) -> Path:
     try:
         model.load_weights(str(path))
     except Exception as err:  # h5py and Keras raise a variety of types for a mismatch
-        raise InputError.about("init_weights", path, f"does not fit this model (same --backbone, "
-                               f"--alpha, --decoder and classes needed, and the same or a coarser "
-                               f"--arch): {err}") from err
+        same = ", ".join(mention(param) for param in ("backbone", "alpha", "decoder"))
+        raise InputError.about("init_weights", path, f"does not fit this model (same {same} "
+                               f"and classes needed, and the same or a coarser "
+                               f"{mention('arch')}): {err}") from err
     log.info("initialised every layer from %s", path)
     return path
 
