@@ -3,7 +3,8 @@
 Nothing under fcnedge.runtime may import TensorFlow or Keras: it is what ships to the device.
 
 The public API: `from fcnedge.runtime import Segmenter, SegmenterOptions, Segmentation,
-Delegate, InputError` (and LabelSet, CAMVID, dataset_labels).
+Delegate, InputError` (and LabelSet, CAMVID, dataset_labels; run_stream, StreamOptions and
+StreamResult for what `fcnedge run` does).
 """
 from __future__ import annotations
 
@@ -19,5 +20,8 @@ _EXPORTS = {
     "LabelSet": "labels",
     "CAMVID": "labels",
     "dataset_labels": "labels",
+    "run_stream": "live",
+    "StreamOptions": "options",
+    "StreamResult": "live",
 }
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -13,7 +13,8 @@ PARTS = ("runtime", "train", "convert", "benchmarks")
 def test_the_runtime_api_imports_without_tensorflow():
     script = ("import sys\n"
               "from fcnedge.runtime import (Segmenter, SegmenterOptions, Segmentation, Delegate,\n"
-              "                             InputError, LabelSet, CAMVID, dataset_labels)\n"
+              "                             InputError, LabelSet, CAMVID, dataset_labels,\n"
+              "                             run_stream, StreamOptions, StreamResult)\n"
               "import fcnedge.train, fcnedge.convert\n"
               # Every option, default and choice list: read by --help before TensorFlow.
               "import fcnedge.train.config, fcnedge.convert.options, fcnedge.runtime.options\n"
