@@ -12,7 +12,7 @@ import datetime
 import logging
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +71,9 @@ def tflite_card(fmt: Format, graph, trained, options: ConvertOptions, size: int)
         "size_bytes": size,
         "ops": graph.op_counts,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "training": {k: trained.run.get("train", {}).get(k) for k in ("epochs", "class_weights")},
+        # With the frames it trained on, which also calibrated and fine-tuned this file.
+        "training": {k: trained.run.get("train", {}).get(k)
+                     for k in ("epochs", "class_weights", "train_splits", "val_drives", "keep")},
         # The prior correction folded into the logits' bias, if the run had one (or None).
         "prior_correction": ({k: correction[k] for k in ("tau", "split", "images")}
                              if correction else None),
@@ -81,6 +83,7 @@ def tflite_card(fmt: Format, graph, trained, options: ConvertOptions, size: int)
 def convert(options: ConvertOptions) -> dict:
     """Runs the steps in the module docstring; returns the verification table as a dict."""
     from fcnedge.train.data import find_pairs, limit_pairs, load_split
+    from fcnedge.train.splits import run_training_pairs
     from fcnedge.train.evaluate import evaluate_predictor, keras_predictor, tflite_predictor
     from fcnedge.train.weights import load_trained_model
 
@@ -89,17 +92,21 @@ def convert(options: ConvertOptions) -> dict:
     model_path = Path(options.model)
     if not model_path.exists():
         raise InputError.about("model", model_path, "not found")
-    calib_pairs = limit_pairs(find_pairs(options.data, "train"), options.limit_train,
-                              "limit_train")
     qat = Format.INT8_QAT in options.formats
-    # QAT picks its epoch on val, as the trainer picks its best epoch.
     val_pairs = limit_pairs(find_pairs(options.data, options.val_split), options.limit_val,
-                            "--limit-val") if options.verify or qat else []
+                            "limit_val") if options.verify or qat else []
 
-    # 2. Model and calibration images (a seeded sample of the training split), then the output
-    # folder: --overwrite clears it only once every input has loaded.
+    # 2. Model and calibration images (a seeded sample of the frames the run trained on), then
+    # the output folder: `overwrite` clears it only once every input has loaded.
     trained = load_trained_model(model_path, options.input_hw)
     config, labels = trained.config, trained.labels
+    run_train = trained.run.get("train", {})
+    calib_pairs = limit_pairs(run_training_pairs(options.data, run_train), options.limit_train,
+                              "limit_train")
+    if qat and run_train.get("keep") == "last" and options.qat.keep_best:
+        # A run with a fixed schedule (a refit whose val also trains) is not picked on val;
+        # nor is its QAT epoch.
+        options = replace(options, qat=replace(options.qat, keep_best=False))
     check_data_labels(labels, options.data, options.classes)
     prepare_output_folder(out, options.overwrite, inputs=(options.model, options.data),
                           owned_marker=CONVERT_RECORD)

@@ -12,7 +12,7 @@ import sys
 import traceback
 
 from fcnedge import INTERRUPTED_EXIT, __version__
-from fcnedge.runtime.errors import InputError, flag_message
+from fcnedge.runtime.errors import InputError, flag_message, flag_text
 from fcnedge.runtime.fileio import check_writable_location, write_json_atomic
 from fcnedge.runtime.quiet import silence_native_stderr
 from fcnedge.runtime.validate import OneLineParser, add_common
@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # the last line of defence: one line, exit 1
         if args.verbose:
             traceback.print_exc()
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        text = flag_text(str(err), getattr(args, "param_flags", {})).strip()
+        message = text.splitlines()[0] if text else type(err).__name__
         print(f"fcnedge {name}: failed: {message} (run with --verbose for details)",
               file=sys.stderr)
         return 1

@@ -37,14 +37,21 @@ def mention(param: str) -> str:
     return f"`{param}`"
 
 
+def _flag_of(param: str, flags: dict[str, str]) -> str:
+    return flags.get(param, "--" + param.replace("_", "-"))
+
+
+def flag_text(text: str, flags: dict[str, str]) -> str:
+    """A message's `mention`s worded as the flags that set them (any error's, not only an
+    InputError's: a failed download may say which option to pass instead)."""
+    return _MENTION.sub(lambda found: _flag_of(found.group(1), flags), text)
+
+
 def flag_message(err: InputError, flags: dict[str, str]) -> str:
     """The error worded for the command line: its parameter, and any it mentions, replaced by
     the flag that sets it, `flags[param]`, or by default `--param-name` (the flags are named
     after the parameters)."""
-    def flag_of(param: str) -> str:
-        return flags.get(param, "--" + param.replace("_", "-"))
-
-    detail = _MENTION.sub(lambda found: flag_of(found.group(1)), err.detail)
+    detail = flag_text(err.detail, flags)
     if not err.param:
         return detail
-    return f"{flag_of(err.param)}{err.separator}{detail}"
+    return f"{_flag_of(err.param, flags)}{err.separator}{detail}"

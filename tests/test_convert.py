@@ -206,3 +206,42 @@ def test_head_output_exports_the_finest_stride_and_scores_at_the_frame(converted
         assert abs(row["miou"] - full[row["format"]]["miou"]) < 8, (row, full[row["format"]])
         frame = np.zeros((90, 160, 3), np.uint8)
         assert Segmenter(path).segment(frame).labels.shape == (90, 160)
+
+
+def test_a_refit_calibrates_on_its_own_frames_and_keeps_its_last_qat_epoch(
+        converted, synth_data, tmp_path, monkeypatch):
+    """A run trained on train+val with a fixed schedule (`keep last`): its val also trained, so
+    QAT does not pick its epoch there either, and calibration draws on both splits."""
+    import shutil
+
+    import fcnedge.convert.qat as qat_module
+    from fcnedge.convert.converter import convert
+    from fcnedge.convert.options import ConvertOptions, QatConfig
+
+    fine_tune, seen = qat_module.fine_tune, []
+
+    def recording_fine_tune(model, train_arrays, val_arrays, class_weights, labels, augment,
+                            config, **kwargs):
+        seen.append((len(train_arrays.images), config.keep_best))
+        return fine_tune(model, train_arrays, val_arrays, class_weights, labels, augment,
+                         config, **kwargs)
+
+    monkeypatch.setattr(qat_module, "fine_tune", recording_fine_tune)
+
+    run, _ = converted
+    refit = tmp_path / "refit"
+    shutil.copytree(run, refit)
+    record = json.loads((refit / "run.json").read_text())
+    record["train"].update(train_splits=["train", "val"], keep="last")
+    (refit / "run.json").write_text(json.dumps(record))
+    result = convert(ConvertOptions(model=str(refit), data=str(synth_data),
+                                    out=str(tmp_path / "out"), formats=(Format.INT8_QAT,),
+                                    calib_samples=8, limit_val=4,
+                                    qat=QatConfig(epochs=1, learning_rate=1e-4)))
+    # Fine-tuned on the 64 train and 16 val frames, the last epoch kept.
+    assert seen == [(80, False)]
+    kept = [entry["epoch"] for entry in result["qat_history"] if entry.get("kept")]
+    assert kept == [1]
+    card = json.loads(Path(result["rows"][0]["path"]).with_suffix(".json").read_text())
+    assert card["training"]["train_splits"] == ["train", "val"]
+    assert card["training"]["keep"] == "last"

@@ -11,7 +11,7 @@ import pytest
 from fcnedge.runtime.errors import InputError
 from fcnedge.train.data import limit_pairs
 from fcnedge.train.splits import (drive_counts, filter_drives, find_split_pairs, frame_drive,
-                                  hold_out_drives, parse_names)
+                                  hold_out_drives, parse_names, run_training_pairs)
 
 # A miniature CamVid: the real drives and name forms, a few frames each.
 FRAMES = {"train": ["0001TP_006690", "0001TP_006720", "0006R0_f00930", "0006R0_f00960",
@@ -106,6 +106,17 @@ def test_a_bad_hold_out_is_refused_naming_the_parameter(mini_camvid, drives, mes
     with pytest.raises(InputError, match=message):
         hold_out_drives(find_split_pairs(mini_camvid, ("train",)),
                         find_split_pairs(mini_camvid, ("val",)), drives)
+
+
+@pytest.mark.parametrize("run_train, expected", [
+    ({}, {"0001TP": 2, "0006R0": 2, "0016E5": 3}),                    # a run before splits
+    ({"train_splits": ["train"], "val_drives": ["0016E5"]}, {"0001TP": 2, "0006R0": 2}),
+    ({"train_splits": ["train", "val"], "val_drives": []}, {"0001TP": 2, "0006R0": 2,
+                                                           "0016E5": 5}),
+])
+def test_an_export_calibrates_on_the_frames_its_run_trained_on(mini_camvid, run_train,
+                                                                expected):
+    assert drive_counts(run_training_pairs(mini_camvid, run_train)) == expected
 
 
 def test_filter_drives_keeps_or_drops(mini_camvid):

@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 from typing import Callable
 
-from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.errors import InputError, mention
 from fcnedge.runtime.labels import CAMVID
 from fcnedge.train.data import find_pairs, read_pair
 
@@ -48,7 +48,7 @@ def fetch(url: str, path: Path, sha256: str | None = None, timeout: float = 30.0
         reason = getattr(err, "reason", err)
         raise DownloadError(f"could not download CamVid from {url}: {reason}. Without internet, "
                             "copy a CamVid folder in the SegNet layout here and pass it with "
-                            "--data") from err
+                            f"{mention('data')}") from err
     found = digest.hexdigest()
     if sha256 and found.lower() != sha256.lower():
         raise DownloadError(f"{url}: SHA-256 is {found}, expected {sha256}; the download is "

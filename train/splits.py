@@ -102,6 +102,17 @@ def hold_out_drives(train_pool: list[Pair], val_pool: list[Pair],
     return train, val
 
 
+def run_training_pairs(root: str | os.PathLike, run_train: dict) -> list[Pair]:
+    """The frames of `root` a run trained on, from its run.json's "train" entry: its training
+    splits pooled, less the drives it held out. What calibrates and fine-tunes its int8 export,
+    so a held-out drive stays unseen there too.
+    """
+    splits = tuple(run_train.get("train_splits") or ("train",))
+    held_out = set(run_train.get("val_drives") or ())
+    return [pair for pair in find_split_pairs(root, splits)
+            if frame_drive(pair.image.name) not in held_out]
+
+
 def select_train_val(config) -> tuple[list[Pair], list[Pair]]:
     """A training run's (a TrainConfig's) training and validation pairs: its splits pooled,
     its drives held out.
