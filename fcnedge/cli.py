@@ -90,7 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # the last line of defence: one line, exit 1
         if args.verbose:
             traceback.print_exc()
-        text = flag_text(str(err), getattr(args, "param_flags", {})).strip()
+        text = str(err)
+        if type(err).__module__.startswith("fcnedge."):
+            # Ours may mention parameters (runtime.errors.mention); another library's backticks
+            # are its own.
+            text = flag_text(text, getattr(args, "param_flags", {}))
+        text = text.strip()
         message = text.splitlines()[0] if text else type(err).__name__
         print(f"fcnedge {name}: failed: {message} (run with --verbose for details)",
               file=sys.stderr)

@@ -27,7 +27,8 @@ _WANTED = ("train", "trainannot", "val", "valannot", "test", "testannot")
 
 
 class DownloadError(RuntimeError):
-    """The archive could not be fetched or did not match its checksum."""
+    """A download failed: the archive or weights could not be fetched, or the archive did not
+    match its checksum."""
 
 
 def fetch(url: str, path: Path, sha256: str | None = None, timeout: float = 30.0,

@@ -12,6 +12,7 @@ import numpy as np
 
 from fcnedge.runtime.errors import InputError, mention
 from fcnedge.train.config import ARCH_STRIDES, MOBILENET_ALPHAS, SKIP_LAYERS, ModelConfig
+from fcnedge.train.download import DownloadError
 from fcnedge.train.tfcompat import keras, tf
 
 
@@ -109,7 +110,7 @@ def build_fcn(config: ModelConfig, backbone_weights: str | None = None):
     except Exception as err:  # Keras raises plain Exception on a failed fetch
         if weights_arg == "imagenet" and ("fetch" in str(err).lower() or "url" in str(err).lower()
                                           or isinstance(err, OSError)):
-            raise RuntimeError(f"{mention('backbone_weights')} imagenet: could not download the "
+            raise DownloadError(f"{mention('backbone_weights')} imagenet: could not download the "
                                f"ImageNet {config.backbone} weights ({err}); this needs "
                                "internet, or pass a local weights file or 'none'") from err
         raise
