@@ -123,7 +123,8 @@ def test_a_missing_classes_file_names_its_parameter_and_the_cli_its_flag(tmp_pat
     # Another parameter named in the text is worded as its flag too.
     (("holds files; pass `overwrite` or set `max_frames`", "out"), {"overwrite": "--force"},
      "--out: holds files; pass --force or set --max-frames"),
-    (("pass `keep` last, not `fcnedge models`", None), {}, "pass --keep last, not `fcnedge models`"),
+    (("pass `keep` last, see `fcnedge models`", None), {},
+     "pass --keep last, see `fcnedge models`"),
     (("no such thing", None), {"x": "--x"}, "no such thing"),
 ])
 def test_library_errors_name_parameters_and_the_cli_names_flags(error, flags, worded):

@@ -110,9 +110,9 @@ def build_fcn(config: ModelConfig, backbone_weights: str | None = None):
     except Exception as err:  # Keras raises plain Exception on a failed fetch
         if weights_arg == "imagenet" and ("fetch" in str(err).lower() or "url" in str(err).lower()
                                           or isinstance(err, OSError)):
-            raise DownloadError(f"{mention('backbone_weights')} imagenet: could not download the "
-                               f"ImageNet {config.backbone} weights ({err}); this needs "
-                               "internet, or pass a local weights file or 'none'") from err
+            raise DownloadError(f"{mention('backbone_weights')} imagenet: could not download "
+                                f"the ImageNet {config.backbone} weights ({err}); this needs "
+                                "internet, or pass a local weights file or 'none'") from err
         raise
     if weights_path is not None:
         try:

@@ -85,7 +85,8 @@ def _load_predictor(model_path: Path, options: EvalOptions):
                              "that size with `fcnedge convert --input-size`", "input_hw")
         if options.uncorrected:
             raise InputError(f"{model_path} has its run's prior correction, if any, baked in "
-                             f"at export; score the run folder with {mention('uncorrected')} instead",
+                             "at export; score the run folder with "
+                             f"{mention('uncorrected')} instead",
                              "uncorrected")
         predict = tflite_predictor(model_path)
         segmenter = predict.segmenter

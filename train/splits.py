@@ -25,7 +25,7 @@ def frame_drive(name: str) -> str:
 
 
 def parse_names(text: str | None, param: str) -> tuple[str, ...]:
-    """A comma-separated value of `param` as a tuple of names without blanks or repeats, in order."""
+    """A comma-separated value of `param` as a tuple of names, without blanks or repeats."""
     if text is None:
         return ()
     names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
