@@ -86,22 +86,26 @@ def zoo_rows(folder: Path | None = None) -> list[dict]:
         path = model.path(folder)
         card = read_model_card(path)
         size = (card.get("input") or {}).get("size")
+        # A card from before the splits were recorded is of a run that trained on train.
+        splits = (card.get("training") or {}).get("train_splits") or ["train"]
         rows.append({
             "name": model.name, "file": str(path), "summary": model.summary,
             "input_size": f"{size[0]}x{size[1]}" if size else None, "gflops": model.gflops,
             "size_mb": round(path.stat().st_size / 2**20, 2) if path.is_file() else None,
             "val_miou": (card.get("verification") or {}).get("miou"),
+            # A refit's val also trained: its val figure is no score on unseen frames.
+            "trained_on": "+".join(splits),
             "held_out_miou": model.held_out_miou, "int8_ms": model.int8_ms,
             "int8_ms_on": model.int8_ms_on, "held_out_on": model.held_out_on})
     return rows
 
 
 def format_zoo(rows: list[dict]) -> str:
-    head = ("| name | input | GFLOPs | size MB | held-out mIoU | val mIoU | int8 ms |",
-            "|---|---|---:|---:|---:|---:|---:|")
+    head = ("| name | input | GFLOPs | size MB | trained on | held-out mIoU | val mIoU | int8 ms |",
+            "|---|---|---:|---:|---|---:|---:|---:|")
     cell = lambda value: "" if value is None else f"{value}"  # noqa: E731
     lines = [*head, *(f"| {r['name']} | {cell(r['input_size'])} | {cell(r['gflops'])} | "
-                      f"{cell(r['size_mb'])} | {cell(r['held_out_miou'])} | "
+                      f"{cell(r['size_mb'])} | {r['trained_on']} | {cell(r['held_out_miou'])} | "
                       f"{cell(r['val_miou'])} | {cell(r['int8_ms'])} |" for r in rows)]
     notes = sorted({f"int8 ms: {r['int8_ms_on']}" for r in rows}
                    | {f"held-out: {r['held_out_on']}" for r in rows if r["held_out_on"]})

@@ -48,6 +48,9 @@ def test_models_lists_figures_read_from_the_cards(tmp_path, capsys):
     assert accurate["input_size"] == "x".join(str(v) for v in card["input"]["size"])
     assert accurate["val_miou"] == card["verification"]["miou"]
     assert f"| accurate | {accurate['input_size']} |" in out and "held-out mIoU" in out
+    # The bundled runs trained on train alone: their val figures are on frames they never saw.
+    assert {row["trained_on"] for row in rows.values()} == {"train"}
+    assert "| trained on |" in out
 
 
 def test_a_name_resolves_to_the_bundled_file_and_a_path_wins(tmp_path, monkeypatch):
@@ -72,3 +75,14 @@ def test_a_broken_zoo_file_is_an_input_error_naming_it(tmp_path):
     (tmp_path / "zoo.json").write_text('{"models": [{"name": "x"}]}')
     with pytest.raises(InputError, match=f"{tmp_path / 'zoo.json'}: not a readable model zoo"):
         read_zoo(tmp_path)
+
+
+def test_a_refit_is_listed_as_trained_on_its_splits(tmp_path):
+    entry = {"name": "refit", "file": "refit.tflite", "summary": "s", "gflops": 1.0,
+             "int8_ms": 1.0, "int8_ms_on": "here", "held_out_miou": None, "held_out_on": None}
+    (tmp_path / "zoo.json").write_text(json.dumps({"models": [entry]}))
+    # The card beside the file (none inside it: there is no file).
+    (tmp_path / "refit.json").write_text(json.dumps({
+        "training": {"train_splits": ["train", "val"]}, "verification": {"miou": 70.0}}))
+    (row,) = zoo_rows(tmp_path)
+    assert row["trained_on"] == "train+val" and row["val_miou"] == 70.0
