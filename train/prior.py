@@ -28,7 +28,7 @@ from fcnedge.runtime.labels import LabelSet
 from fcnedge.runtime.metrics import SegmentationScores, scores_from_confusion
 from fcnedge.train.evaluate import accumulate_confusion
 from fcnedge.train.config import ARCH_STRIDES
-from fcnedge.train.run_folder import read_json
+from fcnedge.train.run_folder import RUN_FILE, read_json
 
 log = logging.getLogger("fcnedge")
 
@@ -86,7 +86,7 @@ def loss_logit_offset(correction: dict | None) -> np.ndarray | None:
     return -PriorCorrection.from_dict(correction).logit_shift
 
 
-def log_class_weights(run_info: dict, num_classes: int, source: str = "run.json") -> np.ndarray:
+def log_class_weights(run_info: dict, num_classes: int, source: str = RUN_FILE) -> np.ndarray:
     """log(w_c) of a run's training loss; refuses a run whose loss was not class-weighted."""
     weights = np.asarray(run_info.get("class_weights") or [], np.float32)
     if weights.shape != (num_classes,) or np.any(weights <= 0):
