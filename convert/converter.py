@@ -83,8 +83,9 @@ def tflite_card(fmt: Format, graph, trained, options: ConvertOptions, size: int)
 def convert(options: ConvertOptions) -> dict:
     """Runs the steps in the module docstring; returns the verification table as a dict."""
     from fcnedge.train.data import find_pairs, limit_pairs, load_split
-    from fcnedge.train.splits import run_training_pairs
     from fcnedge.train.evaluate import evaluate_predictor, keras_predictor, tflite_predictor
+    from fcnedge.train.run_folder import locate_run, read_run
+    from fcnedge.train.splits import run_training_pairs
     from fcnedge.train.weights import load_trained_model
 
     # 1. Inputs first.
@@ -92,17 +93,18 @@ def convert(options: ConvertOptions) -> dict:
     model_path = Path(options.model)
     if not model_path.exists():
         raise InputError.about("model", model_path, "not found")
+    # Calibration and QAT draw on the frames the run trained on (its run.json says which).
+    run_train = read_run(locate_run(model_path)[0]).get("train", {})
+    calib_pairs = limit_pairs(run_training_pairs(options.data, run_train), options.limit_train,
+                              "limit_train")
     qat = Format.INT8_QAT in options.formats
     val_pairs = limit_pairs(find_pairs(options.data, options.val_split), options.limit_val,
                             "limit_val") if options.verify or qat else []
 
-    # 2. Model and calibration images (a seeded sample of the frames the run trained on), then
-    # the output folder: `overwrite` clears it only once every input has loaded.
+    # 2. Model and calibration images (a seeded sample of those frames), then the output
+    # folder: `overwrite` clears it only once every input has loaded.
     trained = load_trained_model(model_path, options.input_hw)
     config, labels = trained.config, trained.labels
-    run_train = trained.run.get("train", {})
-    calib_pairs = limit_pairs(run_training_pairs(options.data, run_train), options.limit_train,
-                              "limit_train")
     if qat and run_train.get("keep") == "last" and options.qat.keep_best:
         # A run with a fixed schedule (a refit whose val also trains) is not picked on val;
         # nor is its QAT epoch.

@@ -54,6 +54,33 @@ def remove_leftovers(run_dir: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
+def locate_run(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(run folder, weights file) of a run folder (its best weights, else its last) or of a
+    .h5 weights file in one (or in its epochs/ folder).
+
+    Raises:
+      InputError: about `model`: neither, or a run folder without weights.
+    """
+    path = Path(path)
+    if path.is_dir():
+        weights = run_weights(path)
+        if weights is None:
+            raise InputError.about("model", path,
+                                   f"run folder has no {BEST_WEIGHTS} or {LAST_WEIGHTS}")
+        return path, weights
+    if path.is_file() and path.suffix == ".h5":
+        run_dir = path.parent
+        if run_dir.name == EPOCHS_DIR and not (run_dir / RUN_FILE).is_file():
+            run_dir = run_dir.parent    # an epoch snapshot from --save-every
+        return run_dir, path
+    raise InputError.about("model", path, "expected a run folder or a .h5 weights file in one")
+
+
+def read_run(run_dir: Path) -> dict:
+    """A run's run.json."""
+    return read_json(run_dir / RUN_FILE, "run file (run.json beside the weights)")
+
+
 def run_weights(run_dir: Path) -> Path | None:
     """A run's model: its best epoch's weights, or its last epoch's where it kept no best
     (`--keep last`, or a run killed before its first scored epoch)."""

@@ -13,8 +13,7 @@ from fcnedge.runtime.labels import LabelSet
 from fcnedge.train.config import ModelConfig
 from fcnedge.train.models import build_fcn
 from fcnedge.train.prior import PRIOR_FILE, fold_logit_shift, read_prior_correction
-from fcnedge.train.run_folder import (BEST_WEIGHTS, EPOCHS_DIR, LAST_WEIGHTS, RUN_FILE, read_json,
-                                      run_weights)
+from fcnedge.train.run_folder import RUN_FILE, locate_run, read_run
 
 log = logging.getLogger("fcnedge.train")
 
@@ -72,20 +71,8 @@ def load_trained_model(path: str | os.PathLike, input_hw: tuple[int, int] | None
     Returns:
       a TrainedModel.
     """
-    path = Path(path)
-    if path.is_dir():
-        run_dir = path
-        weights = run_weights(run_dir)
-        if weights is None:
-            raise InputError.about("model", path,
-                                   f"run folder has no {BEST_WEIGHTS} or {LAST_WEIGHTS}")
-    elif path.is_file() and path.suffix == ".h5":
-        run_dir, weights = path.parent, path
-        if run_dir.name == EPOCHS_DIR and not (run_dir / RUN_FILE).is_file():
-            run_dir = run_dir.parent    # an epoch snapshot from --save-every
-    else:
-        raise InputError.about("model", path, "expected a run folder or a .h5 weights file in one")
-    info = read_json(run_dir / RUN_FILE, "run file (run.json beside the weights)")
+    run_dir, weights = locate_run(path)
+    info = read_run(run_dir)
     try:
         config = ModelConfig.from_dict(info["model"])
         labels = LabelSet.from_dict(info.get("labels"), str(run_dir / RUN_FILE))
