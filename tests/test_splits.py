@@ -127,12 +127,12 @@ def test_filter_drives_keeps_or_drops(mini_camvid):
         filter_drives(test, drop=("X",), param="exclude_drives")
 
 
-def test_limit_pairs_names_its_flag(mini_camvid):
+def test_limit_pairs_names_its_parameter(mini_camvid):
     pairs = find_split_pairs(mini_camvid, ("train",))
     assert limit_pairs(pairs, None) == pairs
     assert stems(limit_pairs(pairs, 2)) == stems(pairs)[:2]
-    with pytest.raises(InputError, match="--limit-train: got 0"):
-        limit_pairs(pairs, 0, "--limit-train")
+    with pytest.raises(InputError, match="^limit_train: got 0"):
+        limit_pairs(pairs, 0, "limit_train")
 
 
 def test_the_trainer_holds_drives_out_and_refuses_a_best_epoch_picked_on_training_frames(

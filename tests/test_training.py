@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.errors import InputError, flag_message
 from fcnedge.train.models import ModelConfig
 from fcnedge.train.config import AugmentConfig
 from fcnedge.train.tfcompat import keras
@@ -144,8 +144,10 @@ def test_resume_with_more_epochs_records_them_and_a_plain_resume_keeps_them(
 def test_refuses_to_overwrite_a_run(synth_data, tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.txt").write_text("mine")
-    with pytest.raises(InputError, match="holds files.*--resume.*--overwrite"):
+    with pytest.raises(InputError, match="holds files.*`resume`.*`overwrite`") as caught:
         train(small_config(synth_data, tmp_path / "run"), verbose=0)
+    # The command line names the flags.
+    assert "--resume to continue that run or --overwrite" in flag_message(caught.value, {})
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
 
 
