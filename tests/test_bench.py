@@ -277,6 +277,22 @@ def test_model_card_of_a_warm_started_run_tells_every_stage(benched, converted, 
     assert "--lr 0.001" in commands[2] and "--init-weights runs/stage1" in commands[2]
     assert "--loss" not in commands[1] and "--loss ce+lovasz" in commands[2]
     assert "lr 0.001 cosine, loss ce+lovasz" in text
+    assert "Training: the train split's 367 frames" in text and "best.weights.h5" in text
+
+    # A refit on train+val with a fixed schedule: its val is training data, and says so.
+    for stage in (first, second):
+        stage["train"].update(train_splits=["train", "val"], keep="last")
+    (staged / "init" / "run.json").write_text(json.dumps(first))
+    (staged / "run.json").write_text(json.dumps(second))
+    text = model_card(staged, [result], report)
+    assert "from stage 1's last weights (`--init-weights`)" in text
+    scored = [h for h in history[:3] if h.get("val_miou") is not None]
+    assert f"last epoch kept, val mIoU {scored[-1]['val_miou']:.2f}" in text
+    assert "on CamVid train+val" in text and "last.weights.h5: the float model" in text
+    assert ("Training: the train and val splits' 468 frames of 0001TP (62), 0006R0 (101), "
+            "0016E5 (305)") in text
+    assert "is training data here" in text and "Val is training data here" in text
+    assert "Keras (last epoch)" in text
 
 
 def test_model_card_train_command_parses_back_to_the_run_config():
