@@ -291,6 +291,8 @@ def _training_frames(splits: list[str]) -> dict[str, int]:
         for drive, count in CAMVID_DRIVES[split].items():
             frames[drive] = frames.get(drive, 0) + count
     return frames
+
+
 HELD_OUT_FILE = "held_out.json"     # in the run folder: figures measured where the split is
 
 
