@@ -10,6 +10,7 @@ the commands measured and nothing else.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -71,12 +72,22 @@ def _flag_text(value) -> str:
     return ",".join(value) if isinstance(value, (list, tuple)) else f"{value}"
 
 
+def _portable(path: str) -> str:
+    """A run's folder as the repository names it: run.json keeps the path on the machine that
+    trained it (/work/main/runs/x), which means nothing where the card is read."""
+    if not Path(path).is_absolute():
+        return path
+    parts = Path(path).parts
+    roots = [i for i, part in enumerate(parts) if part in ("runs", "models")]
+    return str(Path(*parts[roots[-1]:])) if roots else path
+
+
 def _train_command(run: dict, defaults: dict | None = None) -> str:
     """The command that trained `run`, from its run.json."""
     defaults = defaults or _train_defaults()
     model, train = run["model"], run["train"]
     # $CAMVID, not the path on the machine that trained it: the card is read elsewhere.
-    command = (f"fcnedge train --data $CAMVID --out {train['out']} --arch "
+    command = (f"fcnedge train --data $CAMVID --out {_portable(train['out'])} --arch "
                f"{model['arch']} --backbone {model['backbone']} --alpha {model['alpha']} "
                f"--input-size {model['input_hw'][0]}x{model['input_hw'][1]} --epochs "
                f"{train['epochs']} --batch-size {train['batch_size']} --val-every "
@@ -93,7 +104,7 @@ def _train_command(run: dict, defaults: dict | None = None) -> str:
     if not sections["augment"].get("enabled", True):
         command += " --no-augment"
     if train.get("init_weights"):
-        command += f" --init-weights {train['init_weights']}"
+        command += f" --init-weights {_portable(train['init_weights'])}"
     if train.get("threads"):
         command += f" --threads {train['threads']}"
     return command + " --quiet"
@@ -153,19 +164,18 @@ def model_card(run_dir: Path, converts: list[dict], bench: dict) -> str:
 
     stages = run_lineage(run_dir)
     run, history = stages[-1]
-    best = _kept(run, history)
+    kept = _kept(run, history)
     train_s = sum(h.get("seconds", 0.0) for _, stage_history in stages for h in stage_history)
     model, train = run["model"], run["train"]
     name = run_dir.name
     correction = _prior_correction(run_dir)
     rows = {_row_label(row, model["input_hw"]): row
             for convert in converts for row in convert["rows"]}
-    threads = (f" with {train['threads']} thread(s), beside another run"
-               if train.get("threads") else "")
+    threads = f" at {train['threads']} thread(s)" if train.get("threads") else ""
     if len(stages) == 1:
         schedule = (f"{len(history)} epochs ("
                     + ("last epoch kept" if _keeps_last(run)
-                       else f"best val mIoU at epoch {best['epoch']}") + "), "
+                       else f"best val mIoU at epoch {kept['epoch']}") + "), "
                     f"{train['optimizer']} lr {train['learning_rate']} {train['schedule']}, "
                     f"class weights {_weights(train)}")
     else:
@@ -195,7 +205,7 @@ def model_card(run_dir: Path, converts: list[dict], bench: dict) -> str:
         f"(width {model['alpha']}) with skips from strides "
         f"{', '.join(str(s) for s in ARCH_STRIDES[model['arch']])}, "
         f"{model['input_hw'][0]}x{model['input_hw'][1]} RGB input (0-255; normalised in the "
-        f"graph), {model['num_classes']} classes' logits out at the input size. Trained from "
+        f"graph), {model['num_classes']} classes' logits out {_output_words(rows)}. Trained from "
         f"scratch (no downloaded weights) on CamVid {'+'.join(splits)}, {schedule}, batch "
         f"{train['batch_size']}, augmentation scale "
         f"{train['augment']['scale_min']}-{train['augment']['scale_max']} + flip + "
@@ -249,18 +259,18 @@ def model_card(run_dir: Path, converts: list[dict], bench: dict) -> str:
                   f"{epoch} without it, as training scored it."]
     lines += ["", "Per-class IoU (%):", ""]
     trained_label = f"Keras as trained ({epoch})" if correction else f"Keras ({epoch})"
-    per_class = {trained_label: best["val_per_class_iou"]}
+    per_class = {trained_label: kept["val_per_class_iou"]}
     for label in PER_CLASS_FORMATS:
         if label in rows:
             per_class[label] = rows[label]["per_class_iou"]
     if held_out and held_out.get("per_class_iou"):
         per_class[f"held-out, {held_out['per_class_format']}"] = held_out["per_class_iou"]
     lines += _per_class_table(per_class)
-    weakest = sorted(best["val_per_class_iou"].items(), key=lambda item: item[1])[:3]
+    weakest = sorted(kept["val_per_class_iou"].items(), key=lambda item: item[1])[:3]
     lines += [
         "", "## Limitations", "",
-        ("- Val is training data here: its figures are no accuracy on unseen streets (see "
-         "models/zoo.json for the recipe trained on train alone)" if refit else
+        ("- Val is training data here: its figures are no accuracy on unseen streets"
+         + _unseen_words(run_dir) if refit else
          "- Val shares its drive with 204 training frames, so val figures are optimistic")
         + (f": on the held-out split the int8 model reads {_fmt(held_out['miou'].get('int8-qat per-tensor'))}"
            " against its val figure above." if held_out else "."),
@@ -271,13 +281,44 @@ def model_card(run_dir: Path, converts: list[dict], bench: dict) -> str:
         "- int8 beats float32 clearly only on CPUs with int8 dot-product instructions (the "
         "benchmark header names them); see the speed table.",
     ]
-    table = bench["table"].strip().replace(f"Accuracy on {train['data']} ", "Accuracy on $CAMVID ")
+    # $CAMVID for whatever path the bench was given (the run may record another spelling).
+    table = re.sub(r"Accuracy on \S+ split", "Accuracy on $CAMVID split", bench["table"].strip())
     lines += ["", "## Speed (from `fcnedge bench`)", "", table,
               "", "## Commands", "", "```bash", *(_train_command(r, defaults) for r, _ in stages),
               *([_correct_prior_command(name, correction)] if correction else []),
               f"sh benchmarks/recipe.sh models/{name} $CAMVID out/published   # = make bench",
               "```", ""]
     return "\n".join(lines)
+
+
+def _unseen_words(run_dir: Path) -> str:
+    """What the zoo (models/zoo.json) says of the bundled file on frames it never trained on."""
+    from fcnedge.runtime.errors import InputError
+    from fcnedge.runtime.zoo import read_zoo
+
+    file = f"{run_dir.name}_int8-qat.tflite"
+    try:
+        entry = next((m for m in read_zoo(run_dir.parent).values() if m.file == file), None)
+    except InputError:   # no zoo beside the run (a test's or a user's own folder)
+        entry = None
+    if entry is None or entry.unseen_val_miou is None:
+        return " (see models/zoo.json for the recipe trained on train alone)"
+    return f" (unseen val: {entry.unseen_val_miou:.2f}, {entry.unseen_val_on})"
+
+
+def _output_words(rows: dict[str, dict]) -> str:
+    """Where the bundled int8 file's graph ends, from its own card: at the input size, or at
+    the head's stride (`fcnedge convert --output-size head`)."""
+    row = rows.get("int8-qat per-tensor") or next(iter(rows.values()), None)
+    try:
+        output = json.loads(Path(row["path"]).with_suffix(".json").read_text())["output"]
+    except (TypeError, OSError, ValueError, KeyError):
+        return "at the input size"
+    if output.get("size") != "head":
+        return "at the input size"
+    height, width = output["shape"][1:3]
+    return (f"at the head's stride ({height}x{width} in the .tflite files: the runtime takes the "
+            "argmax there and resizes the labels to the frame)")
 
 
 # SegNet's CamVid splits by drive: the card says what a run trained on without the dataset.

@@ -11,6 +11,7 @@ from fcnedge.benchmarks.bench import _run_row, bench, pareto_front
 from fcnedge.benchmarks.options import BenchOptions
 from fcnedge.cli import main
 from fcnedge.runtime.errors import InputError
+from fcnedge.runtime.zoo import read_zoo
 from fcnedge.train.data import find_pairs
 
 
@@ -344,6 +345,23 @@ def test_model_card_train_command_parses_back_to_the_run_config():
         "--no-augment --quiet")
 
 
+def test_model_card_names_runs_as_the_repository_does_not_as_the_training_machine_did():
+    from fcnedge.benchmarks.model_card import _train_command
+    from fcnedge.train.models import ModelConfig
+    from fcnedge.train.trainer import TrainConfig
+
+    config = TrainConfig(data="/work/shared/camvid", out="/work/main/runs/refit",
+                         model=ModelConfig(input_hw=(96, 128)),
+                         init_weights="/home/me/models/trainval/stage1")
+    command = _train_command({"model": config.model.to_dict(), "train": config.to_dict()})
+    assert "--out runs/refit " in command and "--init-weights models/trainval/stage1 " in command
+    assert "/work" not in command and "/home" not in command
+    # A path with neither a runs/ nor a models/ folder is the user's own: left as it is.
+    config = TrainConfig(data="d", out="/data/x", model=ModelConfig(input_hw=(96, 128)))
+    assert "--out /data/x " in _train_command({"model": config.model.to_dict(),
+                                               "train": config.to_dict()})
+
+
 def test_rows_of_several_input_sizes_are_labelled_with_their_size(converted, synth_data,
                                                                   tmp_path):
     _, result = converted
@@ -426,7 +444,16 @@ def test_the_bundled_models_card_is_the_generators_output():
     assert text == (REPO / "models" / "README.md").read_text(encoding="utf-8")
     for section in ("## Intended use", "## Data", "## Accuracy", "## Limitations", "## Speed"):
         assert section in text
-    assert "held-out mIoU" in text and "../shared" not in text
+    assert "../shared" not in text
+    # What the card says of unseen streets: its own held-out figures, or for a refit (val is
+    # training data) the zoo's figure for its recipe trained on train alone.
+    run = json.loads((run_dir / "run.json").read_text())
+    if "val" in run["train"].get("train_splits", ["train"]):
+        zoo = read_zoo(REPO / "models")
+        accurate = next(m for m in zoo.values() if m.file == f"{run_dir.name}_int8-qat.tflite")
+        assert f"unseen val: {accurate.unseen_val_miou:.2f}" in text
+    else:
+        assert "held-out mIoU" in text
 
 
 def test_every_train_flag_maps_to_a_config_field_and_back():
