@@ -50,10 +50,10 @@ def _row_label(row: dict, model_hw: list[int]) -> str:
 
 
 # Shown on every card's command, in this order; the rest of train.config.TRAIN_FLAGS only
-# where the run did not use its default, and these three in their own words at the end.
+# where the run did not use its default, and these four in their own words at the end.
 _ALWAYS_SHOWN = ("data", "out", "arch", "backbone", "alpha", "input_hw", "epochs", "batch_size",
                  "val_every", "class_weights")
-_SHOWN_LAST = ("enabled", "init_weights", "threads")
+_SHOWN_LAST = ("enabled", "init_weights", "teacher", "threads")
 
 
 def _train_defaults() -> dict:
@@ -105,6 +105,8 @@ def _train_command(run: dict, defaults: dict | None = None) -> str:
         command += " --no-augment"
     if train.get("init_weights"):
         command += f" --init-weights {_portable(train['init_weights'])}"
+    if train.get("teacher"):
+        command += f" --teacher {_portable(train['teacher'])}"
     if train.get("threads"):
         command += f" --threads {train['threads']}"
     return command + " --quiet"

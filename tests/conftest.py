@@ -26,7 +26,8 @@ def synth_data(tmp_path_factory) -> Path:
 # instead of one running the last long file alone. The first builds `converted` while the
 # second trains, which needs no conversion.
 LONGEST_FIRST = ("test_bench.py", "test_training.py", "test_qat.py", "test_faults.py",
-                 "test_own_classes.py", "test_readme_tour.py", "test_prior.py", "test_demo.py",
+                 "test_own_classes.py", "test_readme_tour.py", "test_prior.py", "test_distill.py",
+                 "test_demo.py",
                  "test_distributed.py", "test_models.py", "test_convert.py", "test_cli.py")
 
 

@@ -313,7 +313,7 @@ def test_model_card_train_command_parses_back_to_the_run_config():
         data="data", out="runs/x", model=model, epochs=3, batch_size=2, optimizer="sgd",
         learning_rate=0.01, weight_decay=5e-4, schedule="poly", warmup_epochs=0.5,
         class_weight_power=0.75, loss="ce+lovasz", seed=7, init_weights="runs/prev",
-        save_every=3,
+        teacher="runs/big", distill_weight=0.25, distill_temperature=4.0, save_every=3,
         augment=AugmentConfig(scale_min=0.5, scale_max=2.0, paste_classes=("Pole", "Bicyclist"),
                               paste_probability=0.25))
     run = {"model": model.to_dict(), "train": json.loads(json.dumps(config.to_dict()))}
@@ -326,6 +326,7 @@ def test_model_card_train_command_parses_back_to_the_run_config():
     assert (args.scale_min, args.scale_max) == (0.5, 2.0)
     assert (args.paste_classes, args.paste_prob) == ("Pole,Bicyclist", 0.25)
     assert args.init_weights == "runs/prev" and not args.no_augment and args.save_every == 3
+    assert (args.teacher, args.distill_weight, args.distill_temperature) == ("runs/big", 0.25, 4.0)
     # And the flags, read back the way `fcnedge train` reads them, give the very config.
     from dataclasses import replace
 

@@ -132,6 +132,16 @@ def add_parsers(subparsers, add_common) -> None:
                             "A coarser FCN of the same backbone also works (an fcn8s run into "
                             "--arch fcn2s, the paper's staged training): the finer skips start "
                             "at zero")
+    train.add_argument("--teacher", default=None, metavar="RUN_OR_FILE",
+                       help="distil from this trained run (its folder) or weights file of the "
+                            "same classes: its softened scores of each augmented batch become a "
+                            "second target beside the labels")
+    train.add_argument("--distill-weight", type=flag_type(UNIT),
+                       default=TrainConfig.distill_weight,
+                       help="the distillation term's share of the loss (with --teacher)")
+    train.add_argument("--distill-temperature", type=flag_type(POSITIVE),
+                       default=TrainConfig.distill_temperature,
+                       help="softens both models' scores before they are compared")
     train.add_argument("--strategy", default=TrainConfig.strategy, choices=list(STRATEGIES),
                        help="tf.distribute strategy; multi-worker reads TF_CONFIG")
     train.add_argument("--local-workers", type=flag_type(COUNT), default=None, metavar="N",
@@ -290,6 +300,10 @@ def config_from_args(args, epochs: int, num_classes: int) -> TrainConfig:
                         context=args.context, context_units=args.context_units,
                         fc_units=default_fc_units(args.backbone) if args.fc_units is None
                         else args.fc_units, bn_momentum=args.bn_momentum, dropout=args.dropout)
+    if args.teacher is None and (args.distill_weight, args.distill_temperature) != (
+            TrainConfig.distill_weight, TrainConfig.distill_temperature):
+        raise InputError("--distill-weight/--distill-temperature: set how --teacher teaches; "
+                         "expected them with --teacher")
     if args.scale_min <= 0 or args.scale_max < args.scale_min:
         raise InputError(f"--scale-min/--scale-max: got {args.scale_min}..{args.scale_max}, "
                          "expected 0 < min <= max")
@@ -300,7 +314,8 @@ def config_from_args(args, epochs: int, num_classes: int) -> TrainConfig:
         warmup_epochs=args.warmup_epochs, class_weights=args.class_weights,
         class_weight_power=class_weight_power(args), loss=args.loss,
         backbone_weights=args.backbone_weights, init_weights=args.init_weights,
-        strategy=args.strategy,
+        teacher=args.teacher, distill_weight=args.distill_weight,
+        distill_temperature=args.distill_temperature, strategy=args.strategy,
         augment=AugmentConfig(scale_min=args.scale_min, scale_max=args.scale_max,
                               enabled=not args.no_augment,
                               paste_classes=tuple(name.strip() for name in

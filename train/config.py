@@ -174,6 +174,9 @@ class TrainConfig:
     loss: str = "ce"
     backbone_weights: str = "none"
     init_weights: str | None = None
+    teacher: str | None = None            # a trained run (or weights file) to distil from
+    distill_weight: float = 0.5           # the distillation term's share of the loss
+    distill_temperature: float = 2.0
     strategy: str = "default"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
@@ -203,6 +206,11 @@ class TrainConfig:
             raise InputError(f"got {self.save_every}, expected 0 (off) or a positive number of "
                              "epochs", "save_every")
         POSITIVE.check(self.learning_rate, "learning_rate")
+        UNIT.check(self.distill_weight, "distill_weight")
+        POSITIVE.check(self.distill_temperature, "distill_temperature")
+        if self.teacher and self.strategy != "default":
+            raise InputError(f"got {self.strategy!r} with a teacher; distillation runs in one "
+                             "process, with the default strategy", "strategy")
         NON_NEGATIVE.check(self.weight_decay, "weight_decay")
         NON_NEGATIVE.check(self.warmup_epochs, "warmup_epochs")
         ZERO_OR_MORE.check(self.seed, "seed")
@@ -262,7 +270,10 @@ TRAIN_FLAGS = (
     ("train", "val_drives", "--val-drives"), ("train", "keep", "--keep"),
     ("train", "seed", "--seed"), ("train", "save_every", "--save-every"),
     ("train", "backbone_weights", "--backbone-weights"),
-    ("train", "init_weights", "--init-weights"), ("train", "strategy", "--strategy"),
+    ("train", "init_weights", "--init-weights"), ("train", "teacher", "--teacher"),
+    ("train", "distill_weight", "--distill-weight"),
+    ("train", "distill_temperature", "--distill-temperature"),
+    ("train", "strategy", "--strategy"),
     ("train", "limit_train", "--limit-train"), ("train", "limit_val", "--limit-val"),
     ("train", "threads", "--threads"),
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fcnedge.train.config import LOSSES
+from fcnedge.train.distill import distillation_term, unpack_targets
 from fcnedge.train.tfcompat import tf
 
 # Errors lie in [0, 1]; sorted into this many bins, the Lovasz loss is within 1/LOVASZ_BINS of
@@ -23,7 +24,8 @@ def masked_weighted_crossentropy(class_weights: np.ndarray | None, num_classes: 
 
 
 def segmentation_loss(kind: str, class_weights: np.ndarray | None, num_classes: int,
-                      logit_offset: np.ndarray | None = None):
+                      logit_offset: np.ndarray | None = None,
+                      distill: tuple[float, float] | None = None):
     """The Keras loss a run trains with: `ce`, or `ce+lovasz` (their sum).
 
     The Lovasz term is not class-weighted: it is a mean over the classes present in the batch,
@@ -34,22 +36,34 @@ def segmentation_loss(kind: str, class_weights: np.ndarray | None, num_classes: 
     with a prior correction folded into its bias outputs the trained logits plus a shift; with
     the shift's negative here the loss sees the logits as training saw them, so fine-tuning
     (QAT) keeps the correction instead of training it back out.
+
+    `distill` (weight w, temperature T) is for targets that carry a teacher's logits beside the
+    labels (train.distill.pack_targets): the loss becomes (1 - w) x the above + w x the
+    teacher-student distillation term. Targets of labels alone get the loss above unchanged.
     """
     if kind not in LOSSES:
         raise ValueError(f"loss {kind!r}: expected one of {', '.join(LOSSES)}")
     table = _weight_table(class_weights, num_classes)
     offset = None if logit_offset is None else _offset_vector(logit_offset, num_classes)
 
-    def loss(y_true, logits):
-        labels = _labels_with_void_slot(y_true, num_classes)
-        logits = tf.cast(logits, tf.float32)
-        if offset is not None:
-            logits = logits + offset
+    def labels_loss(labels, logits):
         ce = _weighted_ce(labels, logits, table, num_classes)
         if kind == "ce":   # see masked_weighted_crossentropy
             return ce
         # Keras averages the returned map, so a scalar added to every pixel adds itself once.
         return ce + lovasz_softmax(labels, logits, num_classes)
+
+    def loss(y_true, logits):
+        label_ids, teacher_logits = unpack_targets(y_true, num_classes)
+        labels = _labels_with_void_slot(label_ids, num_classes)
+        logits = tf.cast(logits, tf.float32)
+        if offset is not None:
+            logits = logits + offset
+        if distill is None or teacher_logits is None:
+            return labels_loss(labels, logits)
+        weight, temperature = distill
+        return ((1.0 - weight) * labels_loss(labels, logits)
+                + weight * distillation_term(teacher_logits, logits, temperature))
 
     loss.__name__ = ("masked_weighted_crossentropy" if kind == "ce"
                      else "crossentropy_plus_lovasz")

@@ -13,6 +13,7 @@ A run directory holds everything needed to resume or reuse a run:
   init/               run.json and history.json (and its own init/) of the run whose weights
                       --init-weights started this one from, so a warm-started run keeps its
                       whole lineage
+  teacher/            the same records of the run a --teacher run distilled from
 Every file is written atomically, and history.json before the checkpoint, so a run killed at any
 moment resumes at the right epoch with neither a gap nor a duplicate in its history.
 """
@@ -34,6 +35,7 @@ from fcnedge.train.data import label_histogram, load_split, median_frequency_wei
 from fcnedge.train.distributed import is_chief, is_chief_task, make_strategy
 from fcnedge.train.evaluate import evaluate_predictor, keras_predictor
 from fcnedge.train.config import TrainConfig
+from fcnedge.train.distill import TEACHER_FOLDER, check_teacher, load_teacher, with_teacher
 from fcnedge.train.losses import segmentation_loss
 from fcnedge.train.models import build_fcn
 from fcnedge.train.optimizer import make_optimizer, make_schedule
@@ -86,7 +88,8 @@ def _prepare_run_dir(config: TrainConfig, resume: bool, overwrite: bool) -> None
         return          # a resume keeps its folder
     if config.strategy == "multi-worker" and not is_chief_task():
         return          # the chief prepares it for the workers
-    prepare_output_folder(Path(config.out), overwrite, inputs=(config.data, config.init_weights),
+    prepare_output_folder(Path(config.out), overwrite,
+                          inputs=(config.data, config.init_weights, config.teacher),
                           owned_marker=RUN_FILE,
                           hint=f"pass {mention('resume')} to continue that run or "
                                f"{mention('overwrite')} to replace it")
@@ -108,6 +111,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     if not resume:
         check_writable_location(config.out, "out", folder=True)
     config, stored = _resumed_config(config, resume)
+    if config.teacher:
+        check_teacher(config.teacher)
     if stored:
         labels = LabelSet.from_dict(stored.get("labels"), str(Path(config.out) / RUN_FILE))
     if config.model.num_classes != labels.num_classes:
@@ -145,6 +150,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         raise InputError(f"got {config.batch_size} (x {strategy.num_replicas_in_sync} "
                          f"replicas), expected at most the {len(train_pairs)} training images",
                          "batch_size")
+    teacher = load_teacher(config.teacher, model_config, labels) if config.teacher else None
     _prepare_run_dir(config, resume, overwrite)
 
     if stored:
@@ -169,10 +175,14 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         # to start from; one with a checkpoint restores it below instead.
         if config.init_weights and not latest:
             load_init_weights(model, model_config, config.init_weights)
+        model = with_teacher(model, teacher)
         schedule = make_schedule(config, steps_per_epoch)
         optimizer = make_optimizer(config, schedule)
         model.compile(optimizer=optimizer,
-                      loss=segmentation_loss(config.loss, class_weights, labels.num_classes))
+                      loss=segmentation_loss(
+                          config.loss, class_weights, labels.num_classes,
+                          distill=(config.distill_weight, config.distill_temperature)
+                          if teacher else None))
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
     manager = tf.train.CheckpointManager(checkpoint, str(run_dir / "ckpt"), max_to_keep=2)
@@ -188,6 +198,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         })
         if config.init_weights and Path(config.init_weights).is_dir():
             record_lineage(Path(config.init_weights), run_dir / INIT_FOLDER)
+        if teacher is not None:
+            record_lineage(teacher.run_dir, run_dir / TEACHER_FOLDER)
 
     history: list = []
     if resume:
