@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from fcnedge.runtime.errors import InputError, mention
+from fcnedge.runtime.errors import InputError
 from fcnedge.runtime.labels import LabelSet
 from fcnedge.train.config import ModelConfig
 from fcnedge.train.run_folder import locate_run
@@ -36,7 +36,6 @@ class Teacher:
     model: object
     weights: Path
     run_dir: Path
-    config: ModelConfig
 
 
 def check_teacher(source: str) -> Path:
@@ -72,7 +71,7 @@ def load_teacher(source: str, student: ModelConfig, labels: LabelSet) -> Teacher
                  *trained.trained_hw, *student.input_hw)
     log.info("distilling from %s", trained.weights)
     return Teacher(model=trained.model, weights=trained.weights,
-                   run_dir=check_teacher(source), config=trained.config)
+                   run_dir=check_teacher(source))
 
 
 def pack_targets(masks, teacher_logits):
@@ -119,17 +118,4 @@ class DistilledFCN(keras.Model):
         images, masks = data[0], data[1]
         teacher_logits = tf.stop_gradient(self._score_with_teacher(images))
         return super().train_step((images, pack_targets(masks, teacher_logits)))
-
-
-def with_teacher(student, teacher: Teacher | None):
-    """The model to train: the student itself, or the student taught by `teacher`."""
-    if teacher is None:
-        return student
-    if teacher.model.output_shape[1:] != student.output_shape[1:]:
-        raise InputError.about("teacher", teacher.weights,
-                               f"outputs {teacher.model.output_shape[1:]} per image at the "
-                               f"student's input size, the student "
-                               f"{student.output_shape[1:]}; {mention('teacher')} needs an "
-                               "FCN whose output is the size of its input")
-    return DistilledFCN(student, teacher.model)
 

@@ -35,7 +35,8 @@ from fcnedge.train.data import label_histogram, load_split, median_frequency_wei
 from fcnedge.train.distributed import is_chief, is_chief_task, make_strategy
 from fcnedge.train.evaluate import evaluate_predictor, keras_predictor
 from fcnedge.train.config import TrainConfig
-from fcnedge.train.distill import TEACHER_FOLDER, check_teacher, load_teacher, with_teacher
+from fcnedge.train.distill import (TEACHER_FOLDER, DistilledFCN, check_teacher,
+                                   load_teacher)
 from fcnedge.train.losses import segmentation_loss
 from fcnedge.train.models import build_fcn
 from fcnedge.train.optimizer import make_optimizer, make_schedule
@@ -175,7 +176,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         # to start from; one with a checkpoint restores it below instead.
         if config.init_weights and not latest:
             load_init_weights(model, model_config, config.init_weights)
-        model = with_teacher(model, teacher)
+        if teacher is not None:
+            model = DistilledFCN(model, teacher.model)
         schedule = make_schedule(config, steps_per_epoch)
         optimizer = make_optimizer(config, schedule)
         model.compile(optimizer=optimizer,
