@@ -85,22 +85,23 @@ def teacher_run(synth_data, tmp_path_factory):
 
 def test_a_student_taught_by_the_teacher_alone_learns_its_classes(teacher_run, synth_data,
                                                                    tmp_path):
-    # Weight 1: the labels add nothing to the loss, so every point above chance (0.2-1.5
-    # after an epoch, see test_training) was learned from the teacher's scores. Measured:
-    # teacher 29.7, student 16.6 and 13-15.
+    # Weight 1: the labels add nothing to the loss, so every point above chance (0.2-3.5 in
+    # the first epochs) was learned from the teacher's scores. Five epochs left the student on
+    # the steep part of its curve (7.6-13.9 over five runs, under a teacher of 32.3); seven
+    # read 21.8-23.4 over four.
     out = tmp_path / "student"
-    result = train(small_config(synth_data, out, epochs=5, teacher=str(teacher_run.run_dir),
+    result = train(small_config(synth_data, out, epochs=7, teacher=str(teacher_run.run_dir),
                                 distill_weight=1.0), verbose=0)
     assert teacher_run.best_miou > 20, teacher_run.history[-1]
-    assert result.best_miou > 8, (result.best_miou, teacher_run.best_miou)
+    assert result.best_miou > 12, (result.best_miou, teacher_run.best_miou)
     stored = json.loads((out / "run.json").read_text())["train"]
     assert (stored["teacher"], stored["distill_weight"]) == (str(teacher_run.run_dir), 1.0)
     # Its records keep what taught it, and its weights load as the plain FCN it is.
     teacher_records = run_lineage(out / "teacher")
     assert teacher_records[-1][0]["model"]["alpha"] == 0.5
     assert load_trained_model(out).config.alpha == 0.35
-    resumed = train(small_config(synth_data, out, epochs=6), resume=True, verbose=0)
-    assert [h["epoch"] for h in resumed.history] == list(range(1, 7))
+    resumed = train(small_config(synth_data, out, epochs=8), resume=True, verbose=0)
+    assert [h["epoch"] for h in resumed.history] == list(range(1, 9))
 
 
 def test_teacher_errors_name_the_teacher_and_write_nothing(teacher_run, synth_data, tmp_path):
